@@ -1,0 +1,97 @@
+"""System checks: configuration mistakes surface at startup, not on the first retried POST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import DEFAULTS, SETTINGS_NAME, idempotency_settings
+from .models import IdempotencyKey
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+MAX_KEY_COLUMN = IdempotencyKey._meta.get_field("key").max_length
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    user_settings = getattr(settings, SETTINGS_NAME, {}) or {}
+    for name in sorted(set(user_settings) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown setting {SETTINGS_NAME}[{name!r}].",
+                hint="See docs/configuration.md for the settings and their defaults.",
+                id="idempotency_jobs.E001",
+            )
+        )
+    errors += _check_store()
+    errors += _check_keys()
+    methods = {method.upper() for method in idempotency_settings.METHODS}
+    if methods & SAFE_METHODS:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['METHODS'] includes safe methods {sorted(methods & SAFE_METHODS)}.",
+                hint="Only unsafe methods (POST, PATCH, PUT, DELETE) take part.",
+                id="idempotency_jobs.E005",
+            )
+        )
+    if idempotency_settings.IN_FLIGHT not in ("conflict", "wait"):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['IN_FLIGHT'] must be 'conflict' or 'wait'.",
+                id="idempotency_jobs.E006",
+            )
+        )
+    if idempotency_settings.LEASE >= idempotency_settings.TTL:
+        errors.append(
+            Warning(
+                f"{SETTINGS_NAME}['LEASE'] is not shorter than 'TTL'.",
+                hint="A crashed request would then block its key until the key expires.",
+                id="idempotency_jobs.W002",
+            )
+        )
+    return errors
+
+
+def _check_store() -> list[CheckMessage]:
+    store = idempotency_settings.STORE
+    if store == "database":
+        if idempotency_settings.DATABASE_ALIAS not in settings.DATABASES:
+            return [
+                Error(
+                    f"{SETTINGS_NAME}['DATABASE_ALIAS'] names no database in DATABASES.",
+                    id="idempotency_jobs.E002",
+                )
+            ]
+        return []
+    if store != "redis":
+        return []
+    alias = idempotency_settings.CACHE_ALIAS
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if not backend.startswith("django_redis."):
+        return [
+            Error(
+                f"The redis store needs CACHES[{alias!r}] to be a django-redis cache; "
+                f"it is {backend or 'missing'!r}.",
+                hint="A per-process cache (locmem) cannot give exactly-once across processes.",
+                id="idempotency_jobs.E003",
+            )
+        ]
+    return []
+
+
+def _check_keys() -> list[CheckMessage]:
+    low, high = idempotency_settings.KEY_MIN_LENGTH, idempotency_settings.KEY_MAX_LENGTH
+    if not 1 <= low <= high <= MAX_KEY_COLUMN:
+        return [
+            Error(
+                f"Key lengths must satisfy 1 <= KEY_MIN_LENGTH <= KEY_MAX_LENGTH <= "
+                f"{MAX_KEY_COLUMN}; they are {low} and {high}.",
+                id="idempotency_jobs.E004",
+            )
+        ]
+    if not idempotency_settings.HEADERS:
+        return [Error(f"{SETTINGS_NAME}['HEADERS'] is empty.", id="idempotency_jobs.E007")]
+    return []

@@ -1,0 +1,98 @@
+"""Settings for idempotency_jobs, read from the ``IDEMPOTENCY_JOBS`` dict.
+
+``idempotency_settings.TTL`` returns the project's value or the default below. The cache is
+cleared on ``setting_changed``, so ``override_settings(IDEMPOTENCY_JOBS=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+__all__ = ["DEFAULTS", "idempotency_settings"]
+
+SETTINGS_NAME = "IDEMPOTENCY_JOBS"
+
+DEFAULTS: dict[str, Any] = {
+    # Where keys live: "database" (transactional with the view) or "redis".
+    "STORE": "database",
+    "DATABASE_ALIAS": "default",
+    "CACHE_ALIAS": "default",
+    "REDIS_KEY_PREFIX": "idempotency",
+    # Which requests take part.
+    "METHODS": ("POST",),
+    "HEADERS": ("Idempotency-Key", "X-Idempotency-Key"),
+    "REQUIRED": False,
+    "KEY_MIN_LENGTH": 10,
+    "KEY_MAX_LENGTH": 1024,
+    # Identity of a request.
+    "SCOPE_FUNCTION": "idempotency_jobs.scope.default_scope",
+    "FINGERPRINT_FUNCTION": "idempotency_jobs.fingerprint.default_fingerprint",
+    # Lifecycle.
+    "TTL": timedelta(hours=24),
+    "LEASE": timedelta(minutes=5),
+    # Answers.
+    "REPLAY_STATUS": None,
+    "STORE_4XX": False,
+    "MAX_STORED_BODY": 1024 * 1024,
+    "REPLAY_HEADERS": (),
+    "IN_FLIGHT": "conflict",
+    "WAIT_TIMEOUT": timedelta(seconds=10),
+    "RETRY_AFTER": 1,
+    # Jobs.
+    "JOB_TASK_BACKEND": "default",
+    "JOB_QUEUE_NAME": "default",
+    "JOB_STALE_AFTER": timedelta(minutes=2),
+    "JOB_HEARTBEAT_LEASE": timedelta(minutes=2),
+    "JOB_MAX_ATTEMPTS": 3,
+}
+
+IMPORT_STRINGS = frozenset({"SCOPE_FUNCTION", "FINGERPRINT_FUNCTION"})
+DURATIONS = frozenset({"TTL", "LEASE", "WAIT_TIMEOUT", "JOB_STALE_AFTER", "JOB_HEARTBEAT_LEASE"})
+
+
+class IdempotencySettings:
+    """Lazy view of the project's ``IDEMPOTENCY_JOBS`` over :data:`DEFAULTS`."""
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, SETTINGS_NAME, {}) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self._coerce(name, self.user_settings.get(name, self.defaults[name]))
+        return self._cache[name]
+
+    def _coerce(self, name: str, value: Any) -> Any:
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            try:
+                return import_string(value)
+            except ImportError as exc:
+                raise ImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}]: {exc}") from exc
+        if name in DURATIONS and isinstance(value, int | float):
+            return timedelta(seconds=value)
+        return value
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+idempotency_settings = IdempotencySettings(DEFAULTS)
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        idempotency_settings.reload()

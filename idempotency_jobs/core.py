@@ -1,0 +1,224 @@
+"""The one implementation behind the mixin and the decorator.
+
+The request flows one way: header parsing -> key validation -> scope + fingerprint -> store
+claim -> view -> store outcome -> response.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.http.response import HttpResponseBase
+from django.template.response import SimpleTemplateResponse
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from .conf import idempotency_settings
+from .exceptions import (
+    IdempotencyConfigurationError,
+    IdempotencyError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyMismatch,
+    IdempotencyKeyMissing,
+    IdempotencyKeyNotReplayable,
+    IdempotencyLeaseLost,
+    IdempotencyScopeMissing,
+    problem_response,
+)
+from .keys import parse_key
+from .responses import StoredResponse
+from .stores import Claim, Existing, Store, get_store
+
+__all__ = ["UNSET", "IdempotencyOptions", "handle"]
+
+logger = logging.getLogger(__name__)
+
+UNSET: Any = object()
+# Never stored, whatever STORE_4XX says: they depend on who asks and when, not on the request.
+NEVER_STORED_STATUSES = frozenset({401, 403, 408, 429})
+ScopeFunction = Callable[[Request], str | None]
+FingerprintFunction = Callable[[Request], str]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyOptions:
+    """Per-view choices; anything left ``UNSET`` falls back to ``IDEMPOTENCY_JOBS``."""
+
+    required: bool = UNSET
+    replay_status: int | None = UNSET
+    ttl: timedelta = UNSET
+    methods: Collection[str] = UNSET
+    store_4xx: bool = UNSET
+    scope: ScopeFunction = UNSET
+    fingerprint: FingerprintFunction = UNSET
+
+    def get(self, name: str) -> Any:
+        value = getattr(self, name)
+        return getattr(idempotency_settings, name.upper()) if value is UNSET else value
+
+
+def handle(
+    view: APIView,
+    request: Request,
+    call_view: Callable[[], HttpResponseBase],
+    options: IdempotencyOptions,
+) -> HttpResponseBase:
+    """Run ``call_view`` at most once per caller and key, replaying its stored response."""
+    methods = {method.upper() for method in options.get("methods")}
+    if request.method not in methods or getattr(request, "idempotency", None) is not None:
+        return call_view()
+    try:
+        key = parse_key(
+            request,
+            idempotency_settings.HEADERS,
+            min_length=idempotency_settings.KEY_MIN_LENGTH,
+            max_length=idempotency_settings.KEY_MAX_LENGTH,
+        )
+        if key is None:
+            if options.get("required"):
+                raise IdempotencyKeyMissing()
+            return call_view()
+        scope = _scope_function(view, options)(request)
+        if scope is None:
+            raise IdempotencyScopeMissing()
+        fingerprint = _fingerprint_function(view, options)(request)
+        return IdempotentRequest(view, request, options, get_store()).run(
+            scope, key, fingerprint, call_view
+        )
+    except IdempotencyError as exc:
+        return problem_response(exc)
+
+
+def _scope_function(view: APIView, options: IdempotencyOptions) -> ScopeFunction:
+    if options.scope is not UNSET:
+        return options.scope
+    hook: ScopeFunction | None = getattr(view, "get_idempotency_scope", None)
+    return hook or idempotency_settings.SCOPE_FUNCTION
+
+
+def _fingerprint_function(view: APIView, options: IdempotencyOptions) -> FingerprintFunction:
+    if options.fingerprint is not UNSET:
+        return options.fingerprint
+    hook: FingerprintFunction | None = getattr(view, "get_idempotency_fingerprint", None)
+    return hook or idempotency_settings.FINGERPRINT_FUNCTION
+
+
+class IdempotentRequest:
+    """One keyed request: claim, run the view in a transaction, store or release."""
+
+    def __init__(
+        self, view: APIView, request: Request, options: IdempotencyOptions, store: Store
+    ) -> None:
+        self.view = view
+        self.request = request
+        self.options = options
+        self.store = store
+
+    def run(
+        self, scope: str, key: str, fingerprint: str, call_view: Callable[[], HttpResponseBase]
+    ) -> HttpResponseBase:
+        found = self.claim(scope, key, fingerprint)
+        if not isinstance(found, Claim):
+            return found
+        self.request.idempotency = found
+        try:
+            return self.execute(found, call_view)
+        except BaseException:
+            self.release(found)
+            raise
+
+    def claim(self, scope: str, key: str, fingerprint: str) -> Claim | HttpResponseBase:
+        """Claim the key, or answer with the replay; waits for an in-flight twin if configured."""
+        ttl, lease = self.options.get("ttl"), idempotency_settings.LEASE
+        wait = idempotency_settings.IN_FLIGHT == "wait"
+        deadline = time.monotonic() + idempotency_settings.WAIT_TIMEOUT.total_seconds()
+        pause = 0.02
+        while True:
+            found = self.store.claim(scope, key, fingerprint, ttl=ttl, lease=lease)
+            if isinstance(found, Claim):
+                return found
+            last_try = not wait or time.monotonic() >= deadline
+            replay = self.answer(found, fingerprint, last_try=last_try)
+            if replay is not None:
+                return replay
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def answer(
+        self, found: Existing, fingerprint: str, *, last_try: bool
+    ) -> HttpResponseBase | None:
+        """The replay for a request meeting ``found``; raises its error; ``None``: wait."""
+        if found.fingerprint != fingerprint:
+            raise IdempotencyKeyMismatch()
+        if found.completed and found.response is not None:
+            if not found.response.replayable:
+                raise IdempotencyKeyNotReplayable()
+            return found.response.to_response(status=self.options.get("replay_status"))
+        if last_try:
+            retry_after = str(idempotency_settings.RETRY_AFTER)
+            raise IdempotencyKeyInUse(headers={"Retry-After": retry_after})
+        return None
+
+    def execute(self, claim: Claim, call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+        """Run the view; its writes commit with the stored outcome, or not at all."""
+        alias = self.store.database_alias
+        try:
+            with transaction.atomic(using=alias):
+                response = self.render(call_view())
+                if self.should_store(response):
+                    self.store.complete(claim, self.capture(response))
+                    return response
+                transaction.set_rollback(True, using=alias)
+        except IdempotencyLeaseLost as exc:
+            return problem_response(exc)
+        except Exception as exc:
+            # DRF turns its own exceptions into responses; anything else propagates (released).
+            response = self.render(self.view.handle_exception(exc))
+            if self.should_store(response):
+                self.store.complete(claim, self.capture(response))
+                return response
+        self.release(claim)
+        return response
+
+    def release(self, claim: Claim) -> None:
+        try:
+            self.store.release(claim)
+        except Exception:  # the lease frees it later; never hide the original outcome
+            logger.exception("Could not release idempotency key %r", claim.key)
+
+    def render(self, response: HttpResponseBase) -> HttpResponseBase:
+        view = self.view
+        response = view.finalize_response(self.request, response, *view.args, **view.kwargs)
+        if isinstance(response, SimpleTemplateResponse):
+            response.render()
+        return response
+
+    def should_store(self, response: HttpResponseBase) -> bool:
+        status = response.status_code
+        if 200 <= status < 300:
+            return True
+        return (
+            400 <= status < 500
+            and status not in NEVER_STORED_STATUSES
+            and bool(self.options.get("store_4xx"))
+        )
+
+    def capture(self, response: HttpResponseBase) -> StoredResponse:
+        return StoredResponse.capture(
+            response,
+            max_body=idempotency_settings.MAX_STORED_BODY,
+            extra_headers=idempotency_settings.REPLAY_HEADERS,
+        )
+
+
+def check_options(options: IdempotencyOptions) -> None:
+    """Reject options that can only be mistakes, at import time rather than per request."""
+    replay_status = options.replay_status
+    if replay_status not in (UNSET, None) and not 200 <= int(replay_status) < 600:
+        raise IdempotencyConfigurationError(f"replay_status={replay_status!r} is not an HTTP status.")

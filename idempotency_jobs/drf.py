@@ -1,0 +1,117 @@
+"""The public faces of idempotency: a viewset mixin and a view decorator, over one core."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.http.response import HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from .conf import idempotency_settings
+from .core import UNSET, FingerprintFunction, IdempotencyOptions, ScopeFunction, check_options, handle
+
+__all__ = ["IdempotencyMixin", "idempotent"]
+
+Handler = TypeVar("Handler", bound=Callable[..., HttpResponseBase])
+
+
+class IdempotencyMixin:
+    """Makes a DRF view's POST handlers idempotent (``IDEMPOTENCY_JOBS["METHODS"]``).
+
+    Authentication, permissions and throttling run first (DRF's ``initial``), so a caller who
+    may not call the view never reaches a stored response.
+    """
+
+    idempotency_required: bool = UNSET
+    idempotency_replay_status: int | None = UNSET
+    idempotency_ttl: timedelta = UNSET
+    idempotency_methods: Collection[str] = UNSET
+    idempotency_store_4xx: bool = UNSET
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        name = request.method.lower()
+        handler = getattr(self, name, None)
+        if handler is None or getattr(handler, "idempotency_options", None) is not None:
+            return  # not handled here, or an @idempotent handler with its own options
+        options = self.get_idempotency_options()
+        if request.method not in {method.upper() for method in options.get("methods")}:
+            return
+
+        @functools.wraps(handler)
+        def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            view: Any = self
+            return handle(view, request, lambda: handler(request, *args, **kwargs), options)
+
+        # DRF's own viewsets bind handlers on the instance the same way (ViewSetMixin.as_view).
+        setattr(self, name, idempotent_handler)
+
+    def get_idempotency_options(self) -> IdempotencyOptions:
+        return IdempotencyOptions(
+            required=self.idempotency_required,
+            replay_status=self.idempotency_replay_status,
+            ttl=self.idempotency_ttl,
+            methods=self.idempotency_methods,
+            store_4xx=self.idempotency_store_4xx,
+        )
+
+    def get_idempotency_scope(self, request: Request) -> str | None:
+        """Whose key this is; override to scope keys to e.g. a workspace."""
+        scope: str | None = idempotency_settings.SCOPE_FUNCTION(request)
+        return scope
+
+    def get_idempotency_fingerprint(self, request: Request) -> str:
+        """What makes two requests the same request."""
+        fingerprint: str = idempotency_settings.FINGERPRINT_FUNCTION(request)
+        return fingerprint
+
+
+def idempotent(
+    func: Handler | None = None,
+    *,
+    required: bool = UNSET,
+    replay_status: int | None = UNSET,
+    ttl: timedelta = UNSET,
+    methods: Collection[str] = UNSET,
+    store_4xx: bool = UNSET,
+    scope: ScopeFunction = UNSET,
+    fingerprint: FingerprintFunction = UNSET,
+) -> Any:
+    """Make an ``@api_view`` function, an ``APIView`` method or a viewset ``@action`` idempotent.
+
+    Use bare (``@idempotent``) or with options (``@idempotent(required=True)``). Place it below
+    ``@api_view``/``@action`` so that it wraps the handler itself.
+    """
+    options = IdempotencyOptions(
+        required=required,
+        replay_status=replay_status,
+        ttl=ttl,
+        methods=methods,
+        store_4xx=store_4xx,
+        scope=scope,
+        fingerprint=fingerprint,
+    )
+    check_options(options)
+
+    def decorator(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
+            view, request = _view_and_request(args)
+            return handle(view, request, lambda: handler(*args, **kwargs), options)
+
+        wrapper.idempotency_options = options  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator(func) if func is not None else decorator
+
+
+def _view_and_request(args: tuple[Any, ...]) -> tuple[APIView, Request]:
+    """Find the view and request among a function view's or a method's arguments."""
+    if isinstance(args[0], Request):
+        request = args[0]
+        return request.parser_context["view"], request
+    return args[0], args[1]

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from ...conf import idempotency_settings
+from ...models import IdempotencyKey
+
+DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: str) -> timedelta:
+    match = DURATION.fullmatch(value.strip())
+    if match is None:
+        raise CommandError(f"Invalid duration {value!r}: use e.g. 90s, 30m, 24h or 7d.")
+    return timedelta(**{UNITS[match["unit"]]: int(match["amount"])})
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete idempotency keys past their TTL (or older than --older-than), in small batches. "
+        "Claims still in progress are never deleted."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=str,
+            default=None,
+            help="Delete keys created longer ago than this (e.g. 24h, 7d). Default: expired keys.",
+        )
+        parser.add_argument("--batch-size", type=int, default=5000, help="Rows per DELETE.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+        parser.add_argument("--database", default=None, help="Database alias of the key store.")
+
+    def handle(
+        self,
+        *,
+        older_than: str | None,
+        batch_size: int,
+        dry_run: bool,
+        database: str | None,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        if batch_size < 1:
+            raise CommandError("--batch-size must be a positive number.")
+        age = parse_duration(older_than) if older_than is not None else None
+        if age is not None and age <= timedelta(0):
+            raise CommandError("--older-than must be longer than zero.")
+        if idempotency_settings.STORE == "redis" and database is None:
+            self.stdout.write("The redis store expires keys by itself; checking the database too.")
+        alias = database or idempotency_settings.DATABASE_ALIAS
+        now = timezone.now()
+        keys = IdempotencyKey.objects.using(alias)
+        if dry_run:
+            count = keys.purgeable(older_than=age, now=now).count()
+            self.stdout.write(f"Would delete {count} idempotency keys.")
+            return
+        deleted = 0
+        while True:
+            # Each batch is its own short statement; the condition is re-checked at delete time
+            # so a key claimed again since the SELECT survives.
+            batch = list(
+                keys.purgeable(older_than=age, now=now).values_list("pk", flat=True)[:batch_size]
+            )
+            if not batch:
+                break
+            count, _ = keys.purgeable(older_than=age, now=now).filter(pk__in=batch).delete()
+            deleted += count
+            if verbosity >= 2:
+                self.stdout.write(f"Deleted {deleted} so far...")
+        self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} idempotency keys."))

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+__all__ = ["IdempotencyKey", "Job"]
+
+
+class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
+    def expired(self, now: datetime | None = None) -> IdempotencyKeyQuerySet:
+        """Keys past their TTL: the next request with the same key is a new request."""
+        return self.filter(expires_at__lte=now or timezone.now())
+
+    def live_claims(self, now: datetime | None = None) -> IdempotencyKeyQuerySet:
+        """In-progress claims whose owner may still be running: never purged."""
+        return self.filter(
+            state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now or timezone.now()
+        )
+
+    def purgeable(
+        self, *, older_than: timedelta | None = None, now: datetime | None = None
+    ) -> IdempotencyKeyQuerySet:
+        """Keys the purge command may delete: expired (or older than ``older_than``), not live."""
+        now = now or timezone.now()
+        old = Q(created_at__lt=now - older_than) if older_than is not None else Q(expires_at__lte=now)
+        live = Q(state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now)
+        return self.filter(old).exclude(live)
+
+
+class IdempotencyKey(models.Model):
+    """One caller's use of one key: the claim while it runs, then the stored response."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+
+    scope = models.CharField(max_length=255)
+    key = models.CharField(max_length=1024)
+    fingerprint = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State, default=State.IN_PROGRESS)
+    owner_token = models.CharField(max_length=32)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=list, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    replayable = models.BooleanField(default=True)
+
+    objects = IdempotencyKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "idempotency key"
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_scope_key_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], name="idempotency_key_expires_idx"),
+            models.Index(fields=["created_at"], name="idempotency_key_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+    def lease_expired(self, now: datetime | None = None) -> bool:
+        return self.lease_expires_at is None or self.lease_expires_at <= (now or timezone.now())
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def for_owner(self, owner: str) -> JobQuerySet:
+        return self.filter(owner=owner)
+
+    def unfinished(self) -> JobQuerySet:
+        return self.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+
+    def stale_queued(self, before: datetime) -> JobQuerySet:
+        """Queued since before ``before``: the enqueue was probably lost."""
+        return self.filter(status=Job.Status.QUEUED, enqueued_at__lt=before)
+
+    def orphaned(self, now: datetime | None = None) -> JobQuerySet:
+        """Running, but the worker stopped sending heartbeats: it died."""
+        return self.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now or timezone.now())
+
+
+class Job(models.Model):
+    """An asynchronous unit of work. The row is the source of truth, not the task queue."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=100)
+    owner = models.CharField(max_length=255, help_text="The caller's idempotency scope.")
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.ForeignKey(
+        IdempotencyKey,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="jobs",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "kind", "-created_at"], name="job_owner_kind_idx"),
+            models.Index(
+                fields=["status", "enqueued_at"],
+                name="job_unfinished_idx",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    def set_progress(self, **progress: Any) -> None:
+        """Record progress from the running worker; only its own claim is updated."""
+        self.progress = progress
+        Job.objects.filter(pk=self.pk, worker_token=self.worker_token).update(progress=progress)

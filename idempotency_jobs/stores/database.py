@@ -1,0 +1,175 @@
+"""Keys in the project's database, completed in the same transaction as the view's writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+from django.db.utils import InterfaceError, OperationalError
+from django.utils import timezone
+
+from ..exceptions import IdempotencyLeaseLost, IdempotencyStoreUnavailable
+from ..models import IdempotencyKey
+from ..responses import StoredResponse
+from .base import Claim, Existing, Store, new_token
+
+__all__ = ["DatabaseStore"]
+
+State = IdempotencyKey.State
+# A claim that keeps losing races to takeovers and purges gives up rather than spin.
+CLAIM_ATTEMPTS = 5
+
+
+@contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise IdempotencyStoreUnavailable() from exc
+
+
+class DatabaseStore(Store):
+    def __init__(self, database_alias: str = "default") -> None:
+        self.database_alias = database_alias
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DatabaseStore:
+        return cls(settings.DATABASE_ALIAS)
+
+    @property
+    def keys(self) -> Any:
+        return IdempotencyKey.objects.using(self.database_alias)
+
+    def claim(
+        self, scope: str, key: str, fingerprint: str, *, ttl: timedelta, lease: timedelta
+    ) -> Claim | Existing:
+        with unavailable_on_error():
+            for _ in range(CLAIM_ATTEMPTS):
+                now = timezone.now()
+                token = new_token()
+                claim = Claim(scope, key, fingerprint, token)
+                record_id = self._insert(claim, now=now, ttl=ttl, lease=lease)
+                if record_id is not None:
+                    return Claim(scope, key, fingerprint, token, record_id)
+                try:
+                    row = self.keys.get(scope=scope, key=key)
+                except IdempotencyKey.DoesNotExist:
+                    continue  # released or purged since the insert: try again
+                if row.is_expired(now):
+                    taken = self._take_over(row, claim, now=now, lease=lease, ttl=ttl)
+                elif row.state == State.IN_PROGRESS and row.lease_expired(now):
+                    if row.fingerprint != fingerprint:
+                        return Existing(row.fingerprint, completed=False)
+                    taken = self._take_over(row, claim, now=now, lease=lease)
+                else:
+                    return self._existing(row)
+                if taken:
+                    return Claim(scope, key, fingerprint, token, row.pk)
+        return Existing(fingerprint, completed=False)
+
+    def complete(self, claim: Claim, response: StoredResponse) -> None:
+        updated = self.keys.filter(
+            pk=claim.record_id, owner_token=claim.token, state=State.IN_PROGRESS
+        ).update(
+            state=State.COMPLETED,
+            lease_expires_at=None,
+            response_status=response.status,
+            response_headers=[list(header) for header in response.headers],
+            response_body=response.body,
+            replayable=response.replayable,
+        )
+        if not updated:
+            raise IdempotencyLeaseLost()
+
+    def release(self, claim: Claim) -> None:
+        self.keys.filter(pk=claim.record_id, owner_token=claim.token).delete()
+
+    def _insert(
+        self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
+    ) -> int | None:
+        """INSERT the claim unless the key exists; the new row's id, or ``None``."""
+        values = {
+            "scope": claim.scope,
+            "key": claim.key,
+            "fingerprint": claim.fingerprint,
+            "state": State.IN_PROGRESS,
+            "owner_token": claim.token,
+            "lease_expires_at": now + lease,
+            "created_at": now,
+            "expires_at": now + ttl,
+            "response_status": None,
+            "response_headers": [],
+            "response_body": None,
+            "replayable": True,
+        }
+        connection = connections[self.database_alias]
+        if connection.vendor not in ("postgresql", "sqlite"):
+            return self._insert_portably(values)
+        meta = IdempotencyKey._meta
+        fields = [meta.get_field(name) for name in values]
+        quote = connection.ops.quote_name
+        sql = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({quote('scope')}, {quote('key')}) DO NOTHING "
+            f"RETURNING {quote(meta.pk.column)}"
+        )
+        params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    def _insert_portably(self, values: dict[str, Any]) -> int | None:
+        try:
+            with transaction.atomic(using=self.database_alias):
+                return self.keys.create(**values).pk
+        except IntegrityError:
+            return None
+
+    def _take_over(
+        self,
+        row: IdempotencyKey,
+        claim: Claim,
+        *,
+        now: datetime,
+        lease: timedelta,
+        ttl: timedelta | None = None,
+    ) -> bool:
+        """Compare-and-set the owner token: only one of many racing takers wins."""
+        changes: dict[str, Any] = {
+            "owner_token": claim.token,
+            "state": State.IN_PROGRESS,
+            "lease_expires_at": now + lease,
+        }
+        if ttl is not None:  # the key expired: it starts a new life as a new request
+            changes |= {
+                "fingerprint": claim.fingerprint,
+                "created_at": now,
+                "expires_at": now + ttl,
+                "response_status": None,
+                "response_headers": [],
+                "response_body": None,
+                "replayable": True,
+            }
+        return bool(self.keys.filter(pk=row.pk, owner_token=row.owner_token).update(**changes))
+
+    @staticmethod
+    def _existing(row: IdempotencyKey) -> Existing:
+        if row.state != State.COMPLETED:
+            return Existing(row.fingerprint, completed=False)
+        body = row.response_body
+        return Existing(
+            row.fingerprint,
+            completed=True,
+            response=StoredResponse(
+                status=row.response_status or 200,
+                body=bytes(body) if body is not None else b"",
+                headers=[(name, value) for name, value in row.response_headers],
+                replayable=row.replayable,
+            ),
+        )
+

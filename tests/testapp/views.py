@@ -1,0 +1,114 @@
+"""Views exercising both faces of idempotency: the mixin and the decorator."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action, api_view
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from idempotency_jobs.drf import IdempotencyMixin, idempotent
+
+from .models import Revocation, Widget
+
+
+class NotRevoked(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return not Revocation.objects.filter(username=request.user.username).exists()
+
+
+class WidgetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Widget
+        fields = ["id", "owner", "name", "payload"]
+        read_only_fields = ["owner"]
+
+
+def perform(request: Request) -> Response:
+    """The shared body of every test view: honour test knobs, then create one Widget."""
+    knobs = request.query_params
+    if "sleep" in knobs:
+        time.sleep(float(knobs["sleep"]))
+    serializer = WidgetSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    widget = serializer.save(owner=request.user.username)
+    if knobs.get("fail") == "runtime":
+        raise RuntimeError("boom")
+    if knobs.get("fail") == "validation":
+        raise ValidationError({"name": ["rejected after writing"]})
+    if "status" in knobs:
+        return Response({"id": widget.pk, "error": "as asked"}, status=int(knobs["status"]))
+    response = Response(serializer.data, status=status.HTTP_201_CREATED)
+    response["Location"] = f"/widgets/{widget.pk}"
+    response["Set-Cookie"] = "session=secret"
+    response["X-Trace"] = "trace-1"
+    return response
+
+
+class WidgetViewSet(IdempotencyMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    queryset = Widget.objects.all()
+    serializer_class = WidgetSerializer
+    permission_classes = [IsAuthenticated, NotRevoked]
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return perform(request)
+
+    @action(detail=False, methods=["post"])
+    def stream(self, request: Request) -> StreamingHttpResponse:
+        Widget.objects.create(owner=request.user.username, name="streamed")
+        return StreamingHttpResponse(iter([b"a", b"b"]), status=201)
+
+    @action(detail=False, methods=["post"])
+    @idempotent(required=True, replay_status=409)
+    def strict(self, request: Request) -> Response:
+        return perform(request)
+
+
+class StannpStyleViewSet(WidgetViewSet):
+    idempotency_replay_status = 409
+    idempotency_required = True
+
+
+class ThrottledViewSet(WidgetViewSet):
+    class Throttle(SimpleRateThrottle):
+        rate = "2/min"
+
+        def get_cache_key(self, request: Request, view: Any) -> str:
+            return f"throttle-{request.user.username}"
+
+    throttle_classes = [Throttle]
+
+
+@api_view(["POST"])
+@idempotent
+def widget_function(request: Request) -> Response:
+    return perform(request)
+
+
+class WidgetAPIView(APIView):
+    permission_classes = [IsAuthenticated, NotRevoked]
+
+    @idempotent(store_4xx=True)
+    def post(self, request: Request) -> Response:
+        return perform(request)
+
+
+class NoKeyNeededView(APIView):
+    """Not idempotent at all: the control in overhead measurements."""
+
+    def post(self, request: Request) -> Response:
+        return perform(request)
+
+
+@api_view(["GET", "POST"])
+@idempotent(methods=["POST", "PATCH"])
+def echo(request: Request) -> HttpResponse:
+    return HttpResponse(f"{request.method} ok", content_type="text/plain")
