@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` (the example service) and `make test` (the suite).
+# Both create .venv and install everything first.
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgres://postgres@127.0.0.1:5432/idempotency_jobs
+PYTEST_ARGS ?=
+
+.PHONY: run test test-postgres test-all lint bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	@PY=python3; \
+	if ! $$PY -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+		PY=$$(command -v python3.12 || command -v python3.13 || true); \
+	fi; \
+	if [ -z "$$PY" ]; then echo "Python >= 3.12 is required (Django 6)." >&2; exit 1; fi; \
+	[ -x $(BIN)/python ] || $$PY -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash example_project/run.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$(PG_URL) REQUIRE_SERVICES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy idempotency_jobs example_project
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django check --fail-level WARNING
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+bench-smoke: $(STAMP)
+	$(BIN)/python benchmarks/run.py --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-*.sqlite3
