@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if redis_up is None:
                 redis_up = _redis_reachable()
                 if not redis_up and REQUIRE_SERVICES:
-                    raise pytest.UsageError(f"REQUIRE_SERVICES=1 but Redis at {settings.REDIS_URL} is down")
+                    raise pytest.UsageError(
+                        f"REQUIRE_SERVICES=1 but Redis at {settings.REDIS_URL} is down"
+                    )
             if not redis_up:
                 item.add_marker(pytest.mark.skip(reason=f"needs Redis at {settings.REDIS_URL}"))
 
@@ -64,3 +66,24 @@ def on_postgresql() -> bool:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles_and_gates() -> Iterator[None]:
+    """Throttle counters live in the default (locmem) cache; gates in a class dict."""
+    from django.core.cache import cache
+
+    from tests.testapp.views import Gate
+
+    cache.clear()
+    yield
+    for gate in Gate.waiting.values():
+        gate.opened.set()
+    Gate.waiting.clear()
+
+
+@pytest.fixture
+def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ATOMIC_REQUESTS = True``: the connection reads the same settings dict."""
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    assert settings.DATABASES["default"]["ATOMIC_REQUESTS"] is True

@@ -15,3 +15,22 @@ urlpatterns = [
     path("plain-widgets", views.NoKeyNeededView.as_view()),
     path("echo", views.echo),
 ]
+
+# Added for the core test suite.
+from django.contrib import admin  # noqa: E402
+
+core_router = SimpleRouter()
+core_router.register("listed-widgets", views.ListedWidgetViewSet, basename="listed-widget")
+core_router.register("hooked-widgets", views.HookedWidgetViewSet, basename="hooked-widget")
+core_router.register("store-4xx-widgets", views.StoreClientErrorsViewSet, basename="store-4xx")
+core_router.register("peeking-widgets", views.PeekingWidgetViewSet, basename="peeking-widget")
+urlpatterns += [
+    path("", include(core_router.urls)),
+    path("admin/", admin.site.urls),
+    path("hooked-fn-widgets", views.hooked_function),
+    path("stannp-fn-widgets", views.stannp_function),
+    path("throttled-fn-widgets", views.throttled_function),
+    path("stream-fn-widgets", views.stream_function),
+    path("methods-fn-widgets", views.methods_function),
+    path("peeking-fn-widgets", views.peeking_function),
+]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action, api_view
+from rest_framework.decorators import action, api_view, permission_classes, throttle_classes
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -25,6 +26,24 @@ class NotRevoked(BasePermission):
         return not Revocation.objects.filter(username=request.user.username).exists()
 
 
+class Gate:
+    """Holds the first request that reaches it until the test opens it: "still in flight"."""
+
+    waiting: dict[str, Gate] = {}
+
+    def __init__(self, name: str) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        Gate.waiting[name] = self
+
+    @classmethod
+    def pass_through(cls, name: str) -> None:
+        gate = cls.waiting.pop(name, None)
+        if gate is not None:
+            gate.entered.set()
+            gate.opened.wait(timeout=20)
+
+
 class WidgetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Widget
@@ -37,6 +56,8 @@ def perform(request: Request) -> Response:
     knobs = request.query_params
     if "sleep" in knobs:
         time.sleep(float(knobs["sleep"]))
+    if "gate" in knobs:
+        Gate.pass_through(knobs["gate"])
     serializer = WidgetSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     widget = serializer.save(owner=request.user.username)
@@ -112,3 +133,106 @@ class NoKeyNeededView(APIView):
 @idempotent(methods=["POST", "PATCH"])
 def echo(request: Request) -> HttpResponse:
     return HttpResponse(f"{request.method} ok", content_type="text/plain")
+
+
+class Throttle(SimpleRateThrottle):
+    rate = "2/min"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return f"throttle-{request.user.username}"
+
+
+class ListedWidgetViewSet(
+    IdempotencyMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """GET, POST and PATCH on one mixin viewset; every POST or PATCH execution adds a Widget."""
+
+    queryset = Widget.objects.all()
+    serializer_class = WidgetSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return perform(request)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return perform(request)
+
+
+def team_scope(request: Request) -> str | None:
+    """Keys shared by a team (``X-Team``) rather than owned by one user."""
+    return "team:" + request.headers["X-Team"] if "X-Team" in request.headers else None
+
+
+def path_only_fingerprint(request: Request) -> str:
+    """Two requests to the same path are the same request, whatever their bodies."""
+    return f"{request.method} {request.path}"
+
+
+class HookedWidgetViewSet(WidgetViewSet):
+    """The mixin's hooks replaced: team scope, body-blind fingerprint."""
+
+    def get_idempotency_scope(self, request: Request) -> str | None:
+        return team_scope(request)
+
+    def get_idempotency_fingerprint(self, request: Request) -> str:
+        return path_only_fingerprint(request)
+
+
+class StoreClientErrorsViewSet(WidgetViewSet):
+    idempotency_store_4xx = True
+
+
+class PeekingPermission(BasePermission):
+    """Reads the body before the view, as body-signing authentication does."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.data.get("name") != "forbidden"
+
+
+class PeekingWidgetViewSet(WidgetViewSet):
+    permission_classes = [IsAuthenticated, PeekingPermission]
+
+
+@api_view(["POST"])
+@idempotent(scope=team_scope, fingerprint=path_only_fingerprint)
+def hooked_function(request: Request) -> Response:
+    return perform(request)
+
+
+@api_view(["POST"])
+@idempotent(replay_status=409, required=True)
+def stannp_function(request: Request) -> Response:
+    return perform(request)
+
+
+@api_view(["POST"])
+@permission_classes([IsAuthenticated, NotRevoked])
+@throttle_classes([Throttle])
+@idempotent
+def throttled_function(request: Request) -> Response:
+    return perform(request)
+
+
+@api_view(["POST"])
+@idempotent
+def stream_function(request: Request) -> StreamingHttpResponse:
+    Widget.objects.create(owner=request.user.username, name="streamed")
+    return StreamingHttpResponse(iter([b"a", b"b"]), status=201)
+
+
+@api_view(["GET", "POST", "PATCH"])
+@idempotent(methods=["POST", "PATCH"])
+def methods_function(request: Request) -> Response:
+    if request.method == "GET":
+        return Response({"widgets": Widget.objects.count()})
+    return perform(request)
+
+
+@api_view(["POST"])
+@permission_classes([IsAuthenticated, PeekingPermission])
+@idempotent
+def peeking_function(request: Request) -> Response:
+    return perform(request)

@@ -1,0 +1,145 @@
+"""Shared request helpers and assertions for the core test suite."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.db import connections
+from rest_framework.test import APIClient
+
+from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from idempotency_jobs.models import IdempotencyKey
+from tests.testapp.models import Widget
+from tests.testapp.views import Gate
+
+KEY = "key-0000000001"
+BODY = {"name": "w", "payload": {"a": 1}}
+
+MIXIN = "/widgets/"
+DECORATOR = "/fn-widgets"
+# Both public faces: the viewset mixin and the decorator (function view and APIView method).
+FACES = pytest.mark.parametrize("path", [MIXIN, DECORATOR, "/view-widgets"])
+TWO_FACES = pytest.mark.parametrize("path", [MIXIN, DECORATOR])
+
+
+def post(
+    api: APIClient,
+    path: str = MIXIN,
+    key: str | None = KEY,
+    user: str | None = "alice",
+    body: Any = BODY,
+    *,
+    header: str = "HTTP_IDEMPOTENCY_KEY",
+    method: str = "post",
+    **extra: Any,
+) -> Any:
+    """One JSON request as ``user`` with ``key``; ``None`` leaves the header out."""
+    headers = dict(extra)
+    if user is not None:
+        headers["HTTP_X_USER"] = user
+    if key is not None:
+        headers[header] = key
+    return getattr(api, method)(path, body, format="json", **headers)
+
+
+def widgets() -> int:
+    """Executions of the test views: each one that committed left one Widget row."""
+    return Widget.objects.count()
+
+
+def stored_keys(store: str) -> int:
+    """How many idempotency records the store holds."""
+    if store == "redis":
+        from django_redis import get_redis_connection
+
+        return len(get_redis_connection("redis").keys("idempotency:*"))
+    return IdempotencyKey.objects.count()
+
+
+def is_replay(response: Any) -> bool:
+    return response.get("Idempotent-Replayed") == "true"
+
+
+def assert_executed(response: Any, status: int = 201) -> None:
+    assert response.status_code == status, response.content
+    assert not is_replay(response)
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    """An RFC 9457 problem with every member the SPEC promises."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
+    problem: dict[str, Any] = json.loads(response.content)
+    assert problem["status"] == status
+    assert problem["code"] == code
+    assert problem["type"].endswith(code.replace("_", "-"))
+    assert problem["title"]
+    assert problem["detail"]
+    assert not is_replay(response)
+    return problem
+
+
+class Background:
+    """A request running in another thread (with its own database connection)."""
+
+    def __init__(self, send: Callable[[APIClient], Any]) -> None:
+        self.response: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(send,), daemon=True)
+        self.thread.start()
+
+    def _run(self, send: Callable[[APIClient], Any]) -> None:
+        try:
+            self.response = send(APIClient(raise_request_exception=False))
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def result(self) -> Any:
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "background request hung"
+        if self.error is not None:
+            raise self.error
+        return self.response
+
+
+@contextmanager
+def in_flight(
+    path: str = MIXIN, key: str = KEY, body: Any = BODY, user: str = "alice", gate: str = "g"
+) -> Iterator[Background]:
+    """A first request held inside its view (claim taken) until the block ends.
+
+    The request carries ``?gate=<gate>`` (part of its fingerprint): only the first request to
+    reach the gate is held, later ones with the same query pass through.
+    """
+    held = Gate(gate)
+    first = Background(lambda api: post(api, f"{path}?gate={gate}", key, user, body))
+    try:
+        assert held.entered.wait(timeout=20), "the first request never reached its view"
+        yield first
+    finally:
+        held.opened.set()
+        first.thread.join(timeout=30)
+
+
+def run_concurrently(count: int, send: Callable[[APIClient], Any]) -> list[Any]:
+    """``count`` requests from as many threads, released together."""
+    barrier = threading.Barrier(count)
+
+    def go(api: APIClient) -> Any:
+        barrier.wait(timeout=30)
+        return send(api)
+
+    requests = [Background(go) for _ in range(count)]
+    return [request.result() for request in requests]
+
+
+def configure(settings: Any, **values: Any) -> None:
+    """Override some ``IDEMPOTENCY_JOBS`` settings for one test (keeps the store choice)."""
+    settings.IDEMPOTENCY_JOBS = {**settings.IDEMPOTENCY_JOBS, **values}
