@@ -223,10 +223,10 @@ def stream_function(request: Request) -> StreamingHttpResponse:
     return StreamingHttpResponse(iter([b"a", b"b"]), status=201)
 
 
-@api_view(["GET", "POST", "PATCH"])
+@api_view(["GET", "HEAD", "POST", "PATCH"])
 @idempotent(methods=["POST", "PATCH"])
 def methods_function(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return Response({"widgets": Widget.objects.count()})
     return perform(request)
 
