@@ -73,10 +73,12 @@ def _fresh_throttles_and_gates() -> Iterator[None]:
     """Throttle counters live in the default (locmem) cache; gates in a class dict."""
     from django.core.cache import cache
 
-    from tests.testapp.views import Gate
+    from tests.testapp.views import Failures, Gate
 
     cache.clear()
+    Failures.armed.clear()
     yield
+    Failures.armed.clear()
     for gate in Gate.waiting.values():
         gate.opened.set()
     Gate.waiting.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -143,3 +144,15 @@ def run_concurrently(count: int, send: Callable[[APIClient], Any]) -> list[Any]:
 def configure(settings: Any, **values: Any) -> None:
     """Override some ``IDEMPOTENCY_JOBS`` settings for one test (keeps the store choice)."""
     settings.IDEMPOTENCY_JOBS = {**settings.IDEMPOTENCY_JOBS, **values}
+
+
+def closed_port() -> int:
+    """A port in this suite's range (18100-18199) that nothing listens on."""
+    for port in range(18199, 18099, -1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18100-18199")

@@ -44,6 +44,20 @@ class Gate:
             gate.opened.wait(timeout=20)
 
 
+class Failures:
+    """Failures a test arms for the next executions only (``"runtime"``, ``"500"``, ...).
+
+    Unlike the ``?fail=`` knob they are not part of the request, so the retry is the same
+    request and succeeds.
+    """
+
+    armed: list[str] = []
+
+    @classmethod
+    def take(cls) -> str | None:
+        return cls.armed.pop(0) if cls.armed else None
+
+
 class WidgetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Widget
@@ -61,12 +75,14 @@ def perform(request: Request) -> Response:
     serializer = WidgetSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     widget = serializer.save(owner=request.user.username)
-    if knobs.get("fail") == "runtime":
+    failure = Failures.take() or knobs.get("fail")
+    if failure == "runtime":
         raise RuntimeError("boom")
-    if knobs.get("fail") == "validation":
+    if failure == "validation":
         raise ValidationError({"name": ["rejected after writing"]})
-    if "status" in knobs:
-        return Response({"id": widget.pk, "error": "as asked"}, status=int(knobs["status"]))
+    status_code = knobs.get("status") or (failure if failure and failure.isdigit() else None)
+    if status_code:
+        return Response({"id": widget.pk, "error": "as asked"}, status=int(status_code))
     response = Response(serializer.data, status=status.HTTP_201_CREATED)
     response["Location"] = f"/widgets/{widget.pk}"
     response["Set-Cookie"] = "session=secret"

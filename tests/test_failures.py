@@ -1,0 +1,211 @@
+"""SPEC §3.2 and §4: which outcomes are stored, and failing closed when the store is down."""
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, connections
+from django.db.utils import load_backend
+from rest_framework.test import APIClient
+
+from tests.helpers import (
+    DECORATOR,
+    MIXIN,
+    TWO_FACES,
+    assert_executed,
+    assert_problem,
+    closed_port,
+    configure,
+    is_replay,
+    post,
+    stored_keys,
+    widgets,
+)
+from tests.testapp.views import Failures
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FACES_STORING_4XX = pytest.mark.parametrize("path", ["/store-4xx-widgets/", "/view-widgets"])
+
+
+@pytest.fixture
+def client() -> APIClient:
+    """A client that answers an unhandled exception with a 500, as a server does."""
+    return APIClient(raise_request_exception=False)
+
+
+# Exceptions and 5xx ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [MIXIN, DECORATOR, "/view-widgets"])
+def test_plain_exception_frees_the_key_and_rolls_back(client, store, path):
+    Failures.armed.append("runtime")
+    assert post(client, path).status_code == 500
+    assert widgets() == 0  # the view's write was rolled back
+    assert stored_keys(store) == 0  # and the key freed
+    retry = post(client, path)
+    assert_executed(retry)  # the retry runs for real
+    assert widgets() == 1
+    assert is_replay(post(client, path))
+
+
+@TWO_FACES
+def test_plain_exception_propagates_to_the_server(api, store, path):
+    Failures.armed.append("runtime")
+    with pytest.raises(RuntimeError, match="boom"):
+        post(api, path)
+    assert stored_keys(store) == 0
+
+
+@TWO_FACES
+@pytest.mark.parametrize("status", ["500", "502", "503"])
+def test_5xx_is_not_stored_rolled_back_and_the_key_freed(client, store, path, status):
+    Failures.armed.append(status)
+    assert post(client, path).status_code == int(status)
+    assert widgets() == 0
+    assert stored_keys(store) == 0
+    assert_executed(post(client, path))
+    assert widgets() == 1
+
+
+# 4xx ------------------------------------------------------------------------------------------
+
+
+@TWO_FACES
+def test_4xx_is_not_stored_by_default(api, store, path):
+    Failures.armed.append("400")
+    assert post(api, path).status_code == 400
+    assert widgets() == 0
+    assert stored_keys(store) == 0
+    assert_executed(post(api, path))
+
+
+@TWO_FACES
+@pytest.mark.parametrize("status", ["400", "404", "409", "422"])
+def test_4xx_is_stored_with_the_store_4xx_setting(api, settings, store, path, status):
+    configure(settings, STORE_4XX=True)
+    Failures.armed.append(status)
+    first = post(api, path)
+    assert first.status_code == int(status)
+    replay = post(api, path)
+    assert replay.status_code == int(status)
+    assert replay.content == first.content
+    assert is_replay(replay)
+    assert widgets() == 1  # a stored answer keeps the view's writes
+
+
+@FACES_STORING_4XX
+def test_4xx_is_stored_with_the_per_view_option(api, store, path):
+    Failures.armed.append("400")
+    first = post(api, path)
+    replay = post(api, path)
+    assert replay.status_code == 400
+    assert replay.content == first.content
+    assert is_replay(replay)
+    assert widgets() == 1
+
+
+@FACES_STORING_4XX
+def test_drf_exception_4xx_is_stored_without_the_views_writes(api, store, path):
+    Failures.armed.append("validation")
+    first = post(api, path)
+    assert first.status_code == 400
+    replay = post(api, path)
+    assert is_replay(replay)
+    assert replay.content == first.content
+    assert widgets() == 0  # raised after writing: rolled back, though the answer is kept
+
+
+@FACES_STORING_4XX
+@pytest.mark.parametrize("status", ["401", "403", "408", "429"])
+def test_401_403_408_429_are_never_stored(api, settings, store, path, status):
+    configure(settings, STORE_4XX=True)
+    Failures.armed.append(status)
+    assert post(api, path).status_code == int(status)
+    assert stored_keys(store) == 0
+    assert widgets() == 0
+    assert_executed(post(api, path))
+    assert widgets() == 1
+
+
+# Not replayable -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/widgets/stream/", "/stream-fn-widgets"])
+def test_streaming_response_is_completed_but_not_replayable(api, store, path):
+    first = post(api, path)
+    assert first.status_code == 201
+    assert b"".join(first.streaming_content) == b"ab"
+    retry = post(api, path)
+    assert_problem(retry, 409, "idempotency_key_not_replayable")
+    assert widgets() == 1  # never a second execution
+    assert stored_keys(store) == 1
+
+
+@TWO_FACES
+def test_oversized_response_is_completed_but_not_replayable(api, settings, store, path):
+    configure(settings, MAX_STORED_BODY=10)
+    first = post(api, path)
+    assert_executed(first)
+    assert len(first.content) > 10
+    assert_problem(post(api, path), 409, "idempotency_key_not_replayable")
+    assert widgets() == 1
+
+
+@TWO_FACES
+def test_body_at_the_limit_is_replayable(api, settings, store, path):
+    first = post(api, path)
+    configure(settings, MAX_STORED_BODY=len(first.content))
+    # A new key for a new, equally long response (the id goes from 1 to 2).
+    sized = post(api, path, key="key-sized-00001")
+    assert len(sized.content) == len(first.content)
+    assert is_replay(post(api, path, key="key-sized-00001"))
+
+
+# The key store is unreachable -----------------------------------------------------------------
+
+
+@pytest.fixture
+def unreachable_database(settings) -> Iterator[str]:
+    """A database alias whose server refuses connections: the key store, down.
+
+    Set on this thread only, outside ``DATABASES``, so the test runner leaves it alone.
+    """
+    alias = "unreachable"
+    broken = dict(connection.settings_dict)
+    if connection.vendor == "postgresql":
+        broken |= {"HOST": "127.0.0.1", "PORT": str(closed_port())}
+    else:
+        broken["NAME"] = "/nonexistent-directory/keys.sqlite3"
+    connections[alias] = load_backend(broken["ENGINE"]).DatabaseWrapper(broken, alias)
+    configure(settings, STORE="database", DATABASE_ALIAS=alias)
+    yield alias
+    connections[alias].close()
+    del connections[alias]
+
+
+@TWO_FACES
+def test_database_store_unreachable_is_503_and_nothing_runs(api, unreachable_database, path):
+    response = post(api, path)
+    assert_problem(response, 503, "idempotency_store_unavailable")
+    assert widgets() == 0
+    assert_problem(post(api, path), 503, "idempotency_store_unavailable")
+    assert widgets() == 0
+
+
+@TWO_FACES
+def test_redis_store_unreachable_is_503_and_nothing_runs(api, settings, path):
+    redis_cache = settings.CACHES["redis"]
+    settings.CACHES = {
+        **settings.CACHES,
+        "redis": {**redis_cache, "LOCATION": f"redis://127.0.0.1:{closed_port()}/1"},
+    }
+    configure(settings, STORE="redis", CACHE_ALIAS="redis")
+    response = post(api, path)
+    assert_problem(response, 503, "idempotency_store_unavailable")
+    assert widgets() == 0
+
+
+@TWO_FACES
+def test_requests_without_a_key_do_not_need_the_store(api, unreachable_database, path):
+    assert_executed(post(api, path, key=None))
+    assert widgets() == 1
