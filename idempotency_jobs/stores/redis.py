@@ -150,8 +150,10 @@ class RedisStore(Store):
         roll back instead of committing beside the new owner's.
         """
         with unavailable_on_error():
-            owner = self.client.hget(self.record_key(claim.scope, claim.key), "token")
-        if owner is None or _text(owner) != claim.token:
+            owner, state = self.client.hmget(
+                self.record_key(claim.scope, claim.key), ["token", "state"]
+            )
+        if owner is None or _text(owner) != claim.token or _text(state) != "in_progress":
             raise IdempotencyLeaseLost()
         transaction.on_commit(
             lambda: self._write_outcome(claim, response), using=self.database_alias, robust=True
