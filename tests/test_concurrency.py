@@ -1,0 +1,204 @@
+"""SPEC §5: any number of concurrent identical requests produce exactly one execution.
+
+Threads share this process; the gunicorn tests run several real server processes against the
+PostgreSQL test database (and Redis), as deployments do.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+from idempotency_jobs.models import IdempotencyKey
+from tests.helpers import (
+    BODY,
+    KEY,
+    TWO_FACES,
+    assert_problem,
+    closed_port,
+    configure,
+    is_replay,
+    post,
+    run_concurrently,
+    stored_keys,
+    widgets,
+)
+from tests.testapp.models import Widget
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REQUESTS = 50
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_exactly_one_execution(responses, store):
+    """One real 201; every other answer is its replay or an in-flight 409."""
+    executed = [r for r in responses if r.status_code == 201 and not is_replay(r)]
+    assert len(executed) == 1, [r.status_code for r in responses]
+    for response in responses:
+        if response.status_code == 409:
+            assert_problem(response, 409, "idempotency_key_in_use")
+        else:
+            assert response.status_code == 201
+            assert response.content == executed[0].content
+    assert widgets() == 1
+    assert stored_keys(store) == 1
+
+
+# Threads -------------------------------------------------------------------------------------
+
+
+@TWO_FACES
+def test_concurrent_identical_requests_from_threads_run_once(store, path):
+    responses = run_concurrently(REQUESTS, lambda client: post(client, f"{path}?sleep=0.2"))
+    assert_exactly_one_execution(responses, store)
+
+
+@TWO_FACES
+def test_concurrent_identical_requests_in_wait_mode_all_get_the_response(settings, store, path):
+    configure(settings, IN_FLIGHT="wait", WAIT_TIMEOUT=30)
+    responses = run_concurrently(REQUESTS, lambda client: post(client, f"{path}?sleep=0.2"))
+    assert_exactly_one_execution(responses, store)
+    assert all(response.status_code == 201 for response in responses)
+
+
+def test_concurrent_requests_from_two_callers_run_once_each(store):
+    users = ["alice", "bob"] * (REQUESTS // 2)
+    lock = threading.Lock()
+
+    def send(client):
+        with lock:
+            user = users.pop()
+        return post(client, "/widgets/?sleep=0.1", user=user)
+
+    responses = run_concurrently(REQUESTS, send)
+    executed = [r for r in responses if r.status_code == 201 and not is_replay(r)]
+    assert sorted(r.json()["owner"] for r in executed) == ["alice", "bob"]
+    assert widgets() == 2
+
+
+# Server processes ---------------------------------------------------------------------------
+
+
+def wait_until_listening(port: int, server: subprocess.Popen) -> None:
+    for _ in range(300):
+        assert server.poll() is None, "gunicorn exited"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("gunicorn did not start")
+
+
+@pytest.fixture
+def gunicorn(store) -> Iterator[int]:
+    """Four gunicorn workers serving the test app against this test's database."""
+    db = connection.settings_dict
+    user = quote(db["USER"] or "")
+    password = f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else ""
+    database_url = (
+        f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    port = closed_port()  # nothing listens there: gunicorn takes it
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "IDEMPOTENCY_STORE": store,
+        "DJANGO_SETTINGS_MODULE": "tests.testapp.server_settings",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "tests.testapp.wsgi:application",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=4",
+            "--worker-class=gthread",
+            "--threads=8",
+            "--log-level=warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_until_listening(port, server)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+class HTTPAnswer:
+    """An http.client answer with the test client's interface used by the assertions."""
+
+    def __init__(self, status, headers, content):
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+
+    def get(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def __getitem__(self, name):
+        return self.headers[name]
+
+
+def http_post(port: int, path: str, key: str = KEY) -> HTTPAnswer:
+    conn = HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=json.dumps(BODY),
+            headers={"Content-Type": "application/json", "X-User": "alice", "Idempotency-Key": key},
+        )
+        answer = conn.getresponse()
+        return HTTPAnswer(answer.status, answer.headers, answer.read())
+    finally:
+        conn.close()
+
+
+def run_over_http(count, port, path):
+    barrier = threading.Barrier(count)
+    answers = [None] * count
+
+    def go(index):
+        barrier.wait(timeout=30)
+        answers[index] = http_post(port, path)
+
+    threads = [threading.Thread(target=go, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert all(answer is not None for answer in answers)
+    return answers
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("path", ["/widgets/", "/fn-widgets"])
+def test_concurrent_identical_requests_to_several_server_processes_run_once(gunicorn, store, path):
+    # Warm every worker up so the burst hits several processes at once.
+    for number in range(8):
+        assert http_post(gunicorn, path, key=f"warm-up-key-{number}").status_code == 201
+    IdempotencyKey.objects.all().delete()
+    if store == "redis":
+        from django_redis import get_redis_connection
+
+        get_redis_connection("redis").flushdb()
+    Widget.objects.all().delete()
+
+    answers = run_over_http(60, gunicorn, f"{path}?sleep=0.3")
+    assert_exactly_one_execution(answers, store)
