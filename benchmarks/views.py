@@ -1,0 +1,61 @@
+"""One view, four ways: plain, ours, and under each peer package (when installed).
+
+Every POST that executes creates one Widget, so executions are counted in the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from idempotency_jobs.drf import IdempotencyMixin
+from tests.testapp.models import Widget
+
+
+class WidgetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Widget
+        fields = ["id", "owner", "name", "payload"]
+        read_only_fields = ["owner"]
+
+
+class PlainWidgetViewSet(viewsets.GenericViewSet):
+    """No idempotency at all: the control."""
+
+    queryset = Widget.objects.all()
+    serializer_class = WidgetSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        serializer.save(owner=request.user.username)
+        response = Response(serializer.data, status=status.HTTP_201_CREATED)
+        response["Location"] = f"/widgets/{serializer.instance.pk}"
+        return response
+
+
+class OurWidgetViewSet(IdempotencyMixin, PlainWidgetViewSet):
+    pass
+
+
+VIEWSETS: dict[str, type[PlainWidgetViewSet]] = {
+    "plain": PlainWidgetViewSet,
+    "ours": OurWidgetViewSet,
+}
+
+if settings.PEERS:
+    from drf_idempotency.decorators import idempotent as drf_idempotent
+    from idempotency_key.decorators import idempotency_key
+
+    class DrfIdempotencyWidgetViewSet(PlainWidgetViewSet):
+        create = drf_idempotent()(PlainWidgetViewSet.create)
+
+    class DjangoIdempotencyKeyWidgetViewSet(PlainWidgetViewSet):
+        create = idempotency_key(optional=True)(PlainWidgetViewSet.create)
+
+    VIEWSETS["drf-idempotency"] = DrfIdempotencyWidgetViewSet
+    VIEWSETS["django-idempotency-key"] = DjangoIdempotencyKeyWidgetViewSet
