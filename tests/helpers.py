@@ -156,3 +156,7 @@ def closed_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port in 18100-18199")
+
+
+# Seconds: Redis leases run on Redis's clock, so tests let a short one run out.
+REDIS_LEASE = 0.3

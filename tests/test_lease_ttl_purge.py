@@ -14,6 +14,7 @@ from idempotency_jobs.responses import StoredResponse
 from idempotency_jobs.stores import Claim, Existing, get_store
 from tests.helpers import (
     KEY,
+    REDIS_LEASE,
     TWO_FACES,
     assert_executed,
     assert_problem,
@@ -29,7 +30,6 @@ from tests.testapp.models import Widget
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOUR = timedelta(hours=1)
-REDIS_LEASE = 0.3  # seconds: Redis leases run on Redis's clock, so the test lets one run out
 
 
 def expire_leases(store):
