@@ -1,0 +1,35 @@
+"""The example service's own settings, with defaults; read at call time so tests can override."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+__all__ = ["DEFAULTS", "setting"]
+
+DEFAULTS: dict[str, Any] = {
+    # Largest csv_text accepted by a subscriber import (UTF-8 bytes).
+    "SUBSCRIBER_IMPORT_MAX_BYTES": 20 * 1024 * 1024,
+    # Rows per upsert statement; the PostgreSQL COPY path stages bigger batches.
+    "SUBSCRIBER_IMPORT_BATCH_SIZE": 1000,
+    "SUBSCRIBER_IMPORT_COPY_BATCH_SIZE": 10000,
+    # On PostgreSQL, stage rows with COPY and upsert them in one statement per batch.
+    "SUBSCRIBER_IMPORT_USE_COPY": True,
+    # Row errors kept in an import's result; the counts stay exact.
+    "SUBSCRIBER_IMPORT_MAX_ERRORS": 100,
+    # Rows fetched per round trip by an export, and rows between two progress writes.
+    "SUBSCRIBER_EXPORT_CHUNK_SIZE": 10000,
+    "SUBSCRIBER_EXPORT_PROGRESS_EVERY": 100000,
+    # On PostgreSQL, let the server write the CSV (COPY ... TO STDOUT).
+    "SUBSCRIBER_EXPORT_USE_COPY": True,
+    # Storage alias (settings.STORAGES) that holds export files.
+    "SUBSCRIBER_EXPORT_STORAGE": "default",
+    # Prefix for the download URL in an export's result, e.g. "https://api.example.com".
+    "PUBLIC_BASE_URL": "",
+}
+
+
+def setting(name: str) -> Any:
+    """``EXAMPLE_<name>`` from Django settings, else the default above."""
+    return getattr(settings, f"EXAMPLE_{name}", DEFAULTS[name])

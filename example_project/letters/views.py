@@ -1,0 +1,87 @@
+"""Stannp-compatible letters: ``POST /api/v1/letters/create``, ``GET /api/v1/letters/get/<id>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from example_project.workspaces.auth import WorkspaceAPIMixin
+from idempotency_jobs.drf import IdempotencyMixin
+
+from .models import Letter
+from .serializers import LetterCreateSerializer, letter_data, nest_form_fields
+
+__all__ = ["LetterCreateView", "LetterDetailView"]
+
+LETTER_RESPONSE = inline_serializer(
+    "LetterResponse",
+    {
+        "success": serializers.BooleanField(),
+        "data": inline_serializer(
+            "Letter",
+            {
+                "pdf": serializers.URLField(allow_null=True),
+                "id": serializers.CharField(),
+                "created": serializers.DateTimeField(),
+                "format": serializers.CharField(),
+                "cost": serializers.CharField(),
+                "status": serializers.CharField(),
+            },
+        ),
+    },
+)
+
+
+class LetterCreateView(WorkspaceAPIMixin, IdempotencyMixin, APIView):
+    """Stannp answers a replay with the original body and 409, hence the replay status."""
+
+    idempotency_replay_status = 409
+    parser_classes = [FormParser, MultiPartParser, JSONParser]
+
+    @extend_schema(
+        operation_id="letters_create",
+        request={
+            "application/x-www-form-urlencoded": LetterCreateSerializer,
+            "application/json": LetterCreateSerializer,
+        },
+        responses={200: LETTER_RESPONSE, 409: LETTER_RESPONSE},
+        description=(
+            "Create a letter. With `X-Idempotency-Key`, a replay of the same request answers "
+            "the original body with status 409 and creates nothing."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LetterCreateSerializer(data=nest_form_fields(request.data))
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = serializer.validated_data
+        letter = Letter.objects.create(
+            workspace=self.workspace,
+            status=Letter.Status.TEST if data["test"] else Letter.Status.RECEIVED,
+            template=data.get("template"),
+            background=data.get("background", ""),
+            pages=data.get("pages", ""),
+            file=data.get("file", ""),
+            recipient=data["recipient"],
+            tags=data.get("tags", ""),
+            duplex=data["duplex"],
+            cost=Letter.PRICE,
+        )
+        return Response({"success": True, "data": letter_data(letter)})
+
+
+class LetterDetailView(WorkspaceAPIMixin, APIView):
+    @extend_schema(operation_id="letters_get", responses={200: LETTER_RESPONSE})
+    def get(self, request: Request, letter_id: str) -> Response:
+        if not (letter_id.isascii() and letter_id.isdigit() and len(letter_id) <= 18):
+            raise NotFound("No such letter.")
+        letter = Letter.objects.filter(workspace=self.workspace, pk=int(letter_id)).first()
+        if letter is None:
+            raise NotFound("No such letter.")
+        return Response({"success": True, "data": letter_data(letter)})

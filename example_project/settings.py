@@ -1,0 +1,169 @@
+"""Settings for the example service, from the environment.
+
+DATABASE_URL       default sqlite:///var/example.sqlite3 (in the repository)
+REDIS_URL          optional; needed by IDEMPOTENCY_STORE=redis and TASKS_BACKEND=rq
+IDEMPOTENCY_STORE  database (default) | redis
+TASKS_BACKEND      db (default: django-tasks-db, run `manage.py db_worker`) | rq | immediate
+MEDIA_ROOT         default var/media (export files)
+SECRET_KEY, DEBUG, ALLOWED_HOSTS, PUBLIC_BASE_URL
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+
+def env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "example-project-local-only-not-secret")
+DEBUG = env_flag("DEBUG", True)
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+if "DATABASE_URL" not in os.environ:
+    VAR_DIR.mkdir(exist_ok=True)  # the default SQLite file lives there
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'example.sqlite3'}"),
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web and worker processes share the file: wait for the other writer instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES: dict[str, Any] = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REDIS_URL:
+    CACHES["redis"] = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 2},
+    }
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_tasks_db",
+    "idempotency_jobs",
+    "example_project.workspaces",
+    "example_project.subscribers",
+    "example_project.letters",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.request",
+            ]
+        },
+    }
+]
+
+STATIC_URL = "static/"
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(VAR_DIR / "media"))
+MEDIA_URL = "media/"  # never served: exports are downloaded through the API, per workspace
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Large CSV imports arrive as JSON; the import's own limit (EXAMPLE_SUBSCRIBER_IMPORT_MAX_BYTES)
+# is the one clients hear about.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "example_project.workspaces.auth.ApiKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["example_project.workspaces.auth.HasWorkspace"],
+    "EXCEPTION_HANDLER": "idempotency_jobs.exceptions.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "idempotency_jobs example service",
+    "DESCRIPTION": (
+        "A Mailrith-like subscriber API (import and export jobs) and a Stannp-like letters "
+        "endpoint, both safe to retry with idempotency keys."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+IDEMPOTENCY_STORE = os.environ.get("IDEMPOTENCY_STORE", "database")
+if IDEMPOTENCY_STORE not in {"database", "redis"}:
+    raise ImproperlyConfigured("IDEMPOTENCY_STORE must be 'database' or 'redis'.")
+if IDEMPOTENCY_STORE == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("IDEMPOTENCY_STORE=redis needs REDIS_URL.")
+IDEMPOTENCY_JOBS: dict[str, Any] = {
+    "STORE": IDEMPOTENCY_STORE,
+    "CACHE_ALIAS": "redis" if IDEMPOTENCY_STORE == "redis" else "default",
+    "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
+}
+
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
+TASK_BACKENDS = {
+    "db": "django_tasks_db.DatabaseBackend",
+    "rq": "django_tasks_rq.RQBackend",
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+}
+if TASKS_BACKEND not in TASK_BACKENDS:
+    raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {', '.join(TASK_BACKENDS)}.")
+TASKS = {"default": {"BACKEND": TASK_BACKENDS[TASKS_BACKEND]}}
+if TASKS_BACKEND == "rq":
+    if not REDIS_URL:
+        raise ImproperlyConfigured("TASKS_BACKEND=rq needs REDIS_URL.")
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+
+EXAMPLE_PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

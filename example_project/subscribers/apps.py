@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SubscribersConfig(AppConfig):
+    name = "example_project.subscribers"
+    label = "subscribers"
+    verbose_name = "Subscribers"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+from .exports import CUSTOM_PREFIX, DEFAULT_FIELDS, STANDARD_FIELDS
+from .imports import FIELD_TYPES, CsvProblem, check_csv
+from .models import Subscriber
+
+__all__ = ["SubscriberExportSerializer", "SubscriberImportSerializer", "SubscriberSerializer"]
+
+CUSTOM_KEY_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z"
+CUSTOM_KEY = re.compile(CUSTOM_KEY_PATTERN)
+
+
+class SubscriberSerializer(serializers.ModelSerializer[Subscriber]):
+    class Meta:
+        model = Subscriber
+        fields = [
+            "id",
+            "email",
+            "name",
+            "first_name",
+            "last_name",
+            "custom_fields",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MappedFieldSerializer(serializers.Serializer[Any]):
+    type = serializers.ChoiceField(choices=FIELD_TYPES)
+    key = serializers.RegexField(
+        CUSTOM_KEY_PATTERN,
+        required=False,
+        help_text="The custom field's name; only with type custom.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] == "custom" and "key" not in attrs:
+            raise serializers.ValidationError({"key": "A custom field needs a key."})
+        if attrs["type"] != "custom" and "key" in attrs:
+            raise serializers.ValidationError({"key": "Only custom fields take a key."})
+        return attrs
+
+
+class MappingSerializer(serializers.Serializer[Any]):
+    csv_column = serializers.CharField(max_length=255)
+    field = MappedFieldSerializer()
+
+
+class SubscriberImportSerializer(serializers.Serializer[Any]):
+    """A CSV with a header row, and which of its columns feed which subscriber fields.
+
+    Rows are upserted by email. Empty cells never erase stored values. Row numbers in the
+    result count the header as row 1.
+    """
+
+    csv_text = serializers.CharField(trim_whitespace=False)
+    mappings = MappingSerializer(many=True, allow_empty=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_csv(attrs["csv_text"], attrs["mappings"])
+        except CsvProblem as exc:
+            raise serializers.ValidationError({"csv_text": str(exc)}, code="invalid_csv") from None
+        return attrs
+
+
+class ExportFiltersSerializer(serializers.Serializer[Any]):
+    status = serializers.ListField(
+        child=serializers.ChoiceField(choices=Subscriber.Status.choices),
+        required=False,
+        allow_empty=False,
+    )
+    created_after = serializers.DateTimeField(required=False, help_text="Inclusive.")
+    created_before = serializers.DateTimeField(required=False, help_text="Exclusive.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        after, before = attrs.get("created_after"), attrs.get("created_before")
+        if after is not None and before is not None and after >= before:
+            raise serializers.ValidationError("created_after must be before created_before.")
+        return attrs
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Keep JSON-ready values: the job's parameters are stored as JSON."""
+        attrs = super().to_internal_value(data)
+        for name in ("created_after", "created_before"):
+            if name in attrs:
+                attrs[name] = attrs[name].isoformat()
+        return attrs
+
+
+class ExportFieldField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        value: str = super().to_internal_value(data)
+        if value in STANDARD_FIELDS:
+            return value
+        if value.startswith(CUSTOM_PREFIX) and CUSTOM_KEY.match(value.removeprefix(CUSTOM_PREFIX)):
+            return value
+        raise serializers.ValidationError(
+            f"Unknown field {value!r}: use one of {', '.join(STANDARD_FIELDS)} or custom:<key>."
+        )
+
+
+class SubscriberExportSerializer(serializers.Serializer[Any]):
+    """Which subscribers (filters) and which columns (fields, in order) to export."""
+
+    fields = serializers.ListField(
+        child=ExportFieldField(),
+        required=False,
+        allow_empty=False,
+        max_length=50,
+        help_text=f"Columns, in order. Default: {', '.join(DEFAULT_FIELDS)}.",
+    )
+    filters = ExportFiltersSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        fields = attrs.get("fields") or list(DEFAULT_FIELDS)
+        if len(set(fields)) != len(fields):
+            raise serializers.ValidationError({"fields": "A field is listed twice."})
+        return {"fields": fields, "filters": attrs.get("filters") or {}}

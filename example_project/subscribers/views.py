@@ -1,0 +1,115 @@
+"""Mailrith-like subscriber API: list, import jobs, export jobs and export downloads."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from example_project.workspaces.auth import WorkspaceAPIMixin
+from idempotency_jobs.jobs import JobViewSet
+from idempotency_jobs.models import Job
+
+from .exports import export_file_name, export_storage
+from .jobs import EXPORT, IMPORT
+from .models import Subscriber
+from .serializers import (
+    SubscriberExportSerializer,
+    SubscriberImportSerializer,
+    SubscriberSerializer,
+)
+
+__all__ = [
+    "SubscriberExportFileView",
+    "SubscriberExportJobViewSet",
+    "SubscriberImportJobViewSet",
+    "SubscriberListView",
+]
+
+
+class SubscriberPagination(PageNumberPagination):
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
+    """The workspace's subscribers, oldest first; ``?status=`` and ``?email=`` filter."""
+
+    serializer_class = SubscriberSerializer
+    pagination_class = SubscriberPagination
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        subscribers = Subscriber.objects.filter(workspace=self.workspace)
+        params = self.request.query_params
+        if params.get("status"):
+            subscribers = subscribers.filter(status=params["status"])
+        if params.get("email"):
+            subscribers = subscribers.filter(email=params["email"].strip().lower())
+        return subscribers.order_by("created_at", "id")
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Create a subscriber import job",
+        description="Queues an asynchronous subscriber import from CSV text.",
+        request=SubscriberImportSerializer,
+    ),
+    retrieve=extend_schema(
+        summary="Get a subscriber import job",
+        description="Returns the current state of a previously created import job.",
+    ),
+)
+class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
+    job_kind = IMPORT
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Create a subscriber export job",
+        description="Queues an asynchronous subscriber export for the authenticated workspace.",
+        request=SubscriberExportSerializer,
+    ),
+    retrieve=extend_schema(
+        summary="Get a subscriber export job",
+        description="Returns the current state of a previously created export job.",
+    ),
+)
+class SubscriberExportJobViewSet(WorkspaceAPIMixin, JobViewSet):
+    job_kind = EXPORT
+
+
+class SubscriberExportFileView(WorkspaceAPIMixin, APIView):
+    """The CSV of a finished export, streamed from storage; other workspaces get a 404."""
+
+    @extend_schema(
+        summary="Download a subscriber export",
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The CSV file."),
+        },
+    )
+    def get(self, request: Request, job_id: str) -> FileResponse:
+        try:
+            pk = uuid.UUID(job_id)
+        except ValueError:
+            raise NotFound("No such export.") from None
+        finished = Job.objects.for_owner(self.workspace.scope).filter(
+            pk=pk, kind=EXPORT.name, status=Job.Status.SUCCEEDED
+        )
+        storage = export_storage()
+        name = export_file_name(pk)
+        if not finished.exists() or not storage.exists(name):
+            raise NotFound("No such export, or it has not finished yet.")
+        return FileResponse(
+            storage.open(name, "rb"),
+            as_attachment=True,
+            filename=f"subscribers-{pk}.csv",
+            content_type="text/csv; charset=utf-8",
+        )

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.contrib.staticfiles.views import serve
+from django.urls import include, path, re_path
+
+urlpatterns = [
+    path("", include("example_project.api_urls")),
+    path("admin/", admin.site.urls),
+    # The docs page's assets (drf-spectacular-sidecar) served by Django itself, so the example
+    # works offline with gunicorn and no collectstatic. A real deployment uses whitenoise or a CDN.
+    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
+]
+
+handler404 = "example_project.errors.not_found"
+handler500 = "example_project.errors.server_error"
