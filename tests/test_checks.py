@@ -1,0 +1,123 @@
+"""System checks for bad settings, and settings that follow ``override_settings``."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.checks import Error, Warning, run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from idempotency_jobs.checks import check_settings
+from idempotency_jobs.conf import DEFAULTS, idempotency_settings
+from idempotency_jobs.drf import idempotent
+from idempotency_jobs.exceptions import IdempotencyConfigurationError
+from idempotency_jobs.stores import get_store
+from idempotency_jobs.stores.database import DatabaseStore
+
+
+def ids(**settings):
+    with override_settings(IDEMPOTENCY_JOBS=settings):
+        return [message.id for message in check_settings()]
+
+
+def test_default_settings_pass():
+    assert ids() == []
+    assert [m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")] == []
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"TTTL": 5}, ["idempotency_jobs.E001"]),
+        ({"STORE": "database", "DATABASE_ALIAS": "nowhere"}, ["idempotency_jobs.E002"]),
+        ({"STORE": "redis", "CACHE_ALIAS": "default"}, ["idempotency_jobs.E003"]),
+        ({"STORE": "redis", "CACHE_ALIAS": "missing"}, ["idempotency_jobs.E003"]),
+        ({"KEY_MIN_LENGTH": 0}, ["idempotency_jobs.E004"]),
+        ({"KEY_MIN_LENGTH": 20, "KEY_MAX_LENGTH": 10}, ["idempotency_jobs.E004"]),
+        ({"KEY_MAX_LENGTH": 5000}, ["idempotency_jobs.E004"]),
+        ({"METHODS": ["POST", "GET"]}, ["idempotency_jobs.E005"]),
+        ({"METHODS": ["options"]}, ["idempotency_jobs.E005"]),
+        ({"IN_FLIGHT": "queue"}, ["idempotency_jobs.E006"]),
+        ({"HEADERS": []}, ["idempotency_jobs.E007"]),
+        ({"LEASE": timedelta(hours=25)}, ["idempotency_jobs.W002"]),
+        ({"LEASE": 3600, "TTL": 3600}, ["idempotency_jobs.W002"]),
+    ],
+)
+def test_bad_settings_are_reported(settings, expected):
+    assert ids(**settings) == expected
+
+
+def test_checks_run_with_djangos_check_framework():
+    with override_settings(IDEMPOTENCY_JOBS={"IN_FLIGHT": "queue", "TTTL": 1}):
+        messages = [m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")]
+    assert {m.id for m in messages} == {"idempotency_jobs.E001", "idempotency_jobs.E006"}
+    assert all(isinstance(m, Error) for m in messages)
+
+
+def test_lease_warning_is_a_warning():
+    with override_settings(IDEMPOTENCY_JOBS={"LEASE": timedelta(days=2)}):
+        (message,) = check_settings()
+    assert isinstance(message, Warning)
+
+
+def test_valid_redis_configuration_passes():
+    assert ids(STORE="redis", CACHE_ALIAS="redis") == []
+
+
+def test_settings_follow_override_settings():
+    assert DEFAULTS["TTL"] == idempotency_settings.TTL
+    with override_settings(IDEMPOTENCY_JOBS={"TTL": 60, "REPLAY_STATUS": 409}):
+        assert timedelta(seconds=60) == idempotency_settings.TTL
+        assert idempotency_settings.REPLAY_STATUS == 409
+    assert DEFAULTS["TTL"] == idempotency_settings.TTL
+    assert idempotency_settings.REPLAY_STATUS is None
+
+
+def test_settings_follow_the_pytest_settings_fixture(settings):
+    settings.IDEMPOTENCY_JOBS = {"LEASE": 30}
+    assert timedelta(seconds=30) == idempotency_settings.LEASE
+    settings.IDEMPOTENCY_JOBS = {"LEASE": timedelta(minutes=1)}
+    assert timedelta(minutes=1) == idempotency_settings.LEASE
+
+
+def test_the_store_follows_override_settings():
+    with override_settings(IDEMPOTENCY_JOBS={"DATABASE_ALIAS": "other"}):
+        store = get_store()
+        assert isinstance(store, DatabaseStore)
+        assert store.database_alias == "other"
+    assert get_store().database_alias == "default"
+
+
+def test_unknown_setting_name_is_an_attribute_error():
+    with pytest.raises(AttributeError):
+        idempotency_settings.TTTL  # noqa: B018
+
+
+def test_bad_import_string_is_improperly_configured():
+    with (
+        override_settings(IDEMPOTENCY_JOBS={"FINGERPRINT_FUNCTION": "no.such.function"}),
+        pytest.raises(ImproperlyConfigured),
+    ):
+        idempotency_settings.FINGERPRINT_FUNCTION  # noqa: B018
+
+
+def test_unknown_store_is_a_configuration_error():
+    with (
+        override_settings(IDEMPOTENCY_JOBS={"STORE": "memcached"}),
+        pytest.raises(IdempotencyConfigurationError),
+    ):
+        get_store()
+
+
+def test_redis_store_on_a_non_redis_cache_is_a_configuration_error():
+    with (
+        override_settings(IDEMPOTENCY_JOBS={"STORE": "redis", "CACHE_ALIAS": "default"}),
+        pytest.raises(IdempotencyConfigurationError),
+    ):
+        get_store()
+
+
+@pytest.mark.parametrize("status", [99, 600, 1000])
+def test_decorator_rejects_a_replay_status_that_is_no_http_status(status):
+    with pytest.raises(IdempotencyConfigurationError):
+        idempotent(replay_status=status)
