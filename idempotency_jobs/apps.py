@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class IdempotencyJobsConfig(AppConfig):
@@ -8,3 +8,6 @@ class IdempotencyJobsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+
+        if apps.is_installed("drf_spectacular"):
+            from . import schema  # noqa: F401  (registers the OpenAPI view extension)

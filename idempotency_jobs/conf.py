@@ -51,10 +51,21 @@ DEFAULTS: dict[str, Any] = {
     "JOB_STALE_AFTER": timedelta(minutes=2),
     "JOB_HEARTBEAT_LEASE": timedelta(minutes=2),
     "JOB_MAX_ATTEMPTS": 3,
+    # Least time between two progress writes of a running job (each also renews its lease).
+    "JOB_PROGRESS_INTERVAL": timedelta(seconds=0.5),
 }
 
 IMPORT_STRINGS = frozenset({"SCOPE_FUNCTION", "FINGERPRINT_FUNCTION"})
-DURATIONS = frozenset({"TTL", "LEASE", "WAIT_TIMEOUT", "JOB_STALE_AFTER", "JOB_HEARTBEAT_LEASE"})
+DURATIONS = frozenset(
+    {
+        "TTL",
+        "LEASE",
+        "WAIT_TIMEOUT",
+        "JOB_STALE_AFTER",
+        "JOB_HEARTBEAT_LEASE",
+        "JOB_PROGRESS_INTERVAL",
+    }
+)
 
 
 class IdempotencySettings:

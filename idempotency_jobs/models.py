@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 __all__ = ["IdempotencyKey", "Job"]
@@ -89,9 +89,26 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Running, but the worker stopped sending heartbeats: it died."""
         return self.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now or timezone.now())
 
+    def claim(self, job_id: Any, *, token: str, lease: timedelta) -> Job | None:
+        """Compare-and-set ``queued -> running`` for one worker; ``None`` if someone else won."""
+        now = timezone.now()
+        claimed = self.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING,
+            worker_token=token,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + lease,
+            started_at=now,
+            progress={},
+        )
+        return self.filter(pk=job_id, worker_token=token).first() if claimed else None
+
 
 class Job(models.Model):
-    """An asynchronous unit of work. The row is the source of truth, not the task queue."""
+    """An asynchronous unit of work. The row is the source of truth, not the task queue.
+
+    Every write a worker makes is guarded by its ``worker_token``: once recovery hands the job
+    to another worker, the first one can no longer touch it.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -101,15 +118,18 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=100)
-    owner = models.CharField(max_length=255, help_text="The caller's idempotency scope.")
+    owner = models.CharField(max_length=255, help_text="Whose job it is: the caller's scope.")
     status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs started so far.")
     worker_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(
+        max_length=64, blank=True, help_text="The django.tasks result id of the last enqueue."
+    )
     idempotency_key = models.ForeignKey(
         IdempotencyKey,
         null=True,
@@ -118,7 +138,7 @@ class Job(models.Model):
         related_name="jobs",
     )
     created_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -129,9 +149,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "kind", "-created_at"], name="job_owner_kind_idx"),
             models.Index(
-                fields=["status", "enqueued_at"],
-                name="job_unfinished_idx",
-                condition=Q(status__in=["queued", "running"]),
+                fields=["enqueued_at"], name="job_queued_idx", condition=Q(status="queued")
+            ),
+            models.Index(
+                fields=["lease_expires_at"], name="job_running_idx", condition=Q(status="running")
             ),
         ]
 
@@ -142,7 +163,65 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
-    def set_progress(self, **progress: Any) -> None:
-        """Record progress from the running worker; only its own claim is updated."""
-        self.progress = progress
-        Job.objects.filter(pk=self.pk, worker_token=self.worker_token).update(progress=progress)
+    def _guarded_update(self, **fields: Any) -> bool:
+        """Write ``fields`` only while this worker still owns the running job."""
+        updated = Job.objects.filter(
+            pk=self.pk, status=Job.Status.RUNNING, worker_token=self.worker_token
+        ).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def heartbeat(self, *, lease: timedelta, progress: dict[str, Any] | None = None) -> bool:
+        """Extend the lease (and record progress); ``False``: the job is no longer ours."""
+        fields: dict[str, Any] = {"lease_expires_at": timezone.now() + lease}
+        if progress is not None:
+            fields["progress"] = progress
+        return self._guarded_update(**fields)
+
+    def finish(
+        self,
+        status: Job.Status,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the outcome; ``False``: the job was taken over and the outcome is dropped."""
+        fields: dict[str, Any] = {
+            "status": status,
+            "result": result,
+            "error": error,
+            "finished_at": timezone.now(),
+            "lease_expires_at": None,
+        }
+        if progress is not None:
+            fields["progress"] = progress
+        return self._guarded_update(**fields)
+
+    def requeue(self, now: datetime) -> bool:
+        """Recovery: put a job back in the queue if it is still in the state recovery saw."""
+        return self._recover(now, status=Job.Status.QUEUED, worker_token="", enqueued_at=now)
+
+    def give_up(self, now: datetime, error: dict[str, Any]) -> bool:
+        """Recovery: fail a job that has used all its attempts."""
+        return self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+
+    def _recover(self, now: datetime, **fields: Any) -> bool:
+        fields.update(lease_expires_at=None, task_id="")
+        if self.status == Job.Status.RUNNING:
+            # Only if its worker has not sent a heartbeat since recovery looked.
+            mine = Q(worker_token=self.worker_token, lease_expires_at__lt=now)
+        else:
+            mine = Q(enqueued_at=self.enqueued_at)
+        updated = Job.objects.filter(mine, pk=self.pk, status=self.status).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def mark_enqueued(self, task_id: str) -> None:
+        """Remember which task carries the job, so recovery can tell "waiting" from "lost"."""
+        self.task_id = task_id
+        Job.objects.filter(pk=self.pk, status=Job.Status.QUEUED).update(task_id=task_id)

@@ -73,3 +73,18 @@ IDEMPOTENCY_JOBS: dict[str, object] = {}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Added for the jobs test suite: the task backends job tests switch between with
+# IDEMPOTENCY_JOBS["JOB_TASK_BACKEND"], and job settings for worker subprocesses.
+INSTALLED_APPS += ["django_rq"]
+TASKS = {
+    **TASKS,
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["ij-jobs-db"]},
+    "rq": {"BACKEND": "idempotency_jobs.rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
+    "rq-stock": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
+}
+RQ_QUEUES = {"ij-jobs-rq": {"URL": REDIS_URL}}
+if os.environ.get("IJ_JOBS_SETTINGS"):
+    import json
+
+    IDEMPOTENCY_JOBS.update(json.loads(os.environ["IJ_JOBS_SETTINGS"]))

@@ -34,3 +34,10 @@ urlpatterns += [
     path("methods-fn-widgets", views.methods_function),
     path("peeking-fn-widgets", views.peeking_function),
 ]
+
+# Added for the jobs test suite.
+from tests.testapp.jobs import WidgetJobViewSet  # noqa: E402
+
+jobs_router = SimpleRouter()
+jobs_router.register("widget-jobs", WidgetJobViewSet, basename="widget-job")
+urlpatterns += [path("", include(jobs_router.urls))]

@@ -1,0 +1,208 @@
+"""OpenAPI documentation of idempotent operations, for drf-spectacular (optional dependency).
+
+Every operation that takes part in idempotency (a POST on a view using ``IdempotencyMixin``, or
+an ``@idempotent`` handler, for the methods it covers) gets:
+
+* the ``Idempotency-Key`` / ``X-Idempotency-Key`` request headers (``IDEMPOTENCY_JOBS["HEADERS"]``),
+* the ``Idempotent-Replayed`` header on its success responses,
+* ``application/problem+json`` answers for 400, 409 (with ``Retry-After``), 422 and 503.
+
+With ``drf_spectacular`` in ``INSTALLED_APPS`` this module is imported at startup and its view
+extension documents idempotent views by itself. Operations customised with ``@extend_schema``
+bypass view extensions; set ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] =
+"idempotency_jobs.schema.AutoSchema"`` to cover those too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiViewExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import ComponentRegistry, ResolvedComponent, get_class
+
+from .conf import idempotency_settings
+from .core import IdempotencyOptions
+from .drf import IdempotencyMixin
+from .exceptions import PROBLEM_CONTENT_TYPE
+from .responses import REPLAYED_HEADER
+
+__all__ = ["AutoSchema", "IdempotencySchemaMixin", "idempotency_options_for"]
+
+PROBLEM_COMPONENT = "IdempotencyProblem"
+PROBLEMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "400": (
+        "The idempotency key is malformed, missing where required, sent twice with different "
+        "values, or sent by an anonymous caller.",
+        ("idempotency_key_invalid", "idempotency_key_missing", "idempotency_key_unscoped"),
+    ),
+    "409": (
+        "A request with this idempotency key is still in progress (retry after `Retry-After`), "
+        "was superseded, or completed with a response that cannot be replayed.",
+        ("idempotency_key_in_use", "idempotency_lease_lost", "idempotency_key_not_replayable"),
+    ),
+    "422": (
+        "This idempotency key was already used with a different request.",
+        ("idempotency_key_mismatch",),
+    ),
+    "503": (
+        "The idempotency key store cannot be reached; nothing was run.",
+        ("idempotency_store_unavailable",),
+    ),
+}
+
+
+def idempotency_options_for(view: Any, method: str) -> IdempotencyOptions | None:
+    """The idempotency options of ``view``'s handler for ``method``, if it takes part."""
+    options = _handler_options(_handler(view, method))
+    if options is None:
+        if not isinstance(view, IdempotencyMixin):
+            return None
+        options = view.get_idempotency_options()
+    methods = {name.upper() for name in options.get("methods")}
+    return options if method.upper() in methods else None
+
+
+def _handler(view: Any, method: str) -> Any:
+    action = getattr(view, "action", None)
+    if action:
+        return getattr(view, action, None)
+    return getattr(view, method.lower(), None)
+
+
+def _handler_options(handler: Any) -> IdempotencyOptions | None:
+    options = getattr(handler, "idempotency_options", None)
+    if options is None and callable(handler):
+        # ``@api_view`` hides the decorated function in its handler's closure as ``func``.
+        try:
+            wrapped = inspect.getclosurevars(handler).nonlocals.get("func")
+        except (TypeError, ValueError):
+            wrapped = None
+        options = getattr(wrapped, "idempotency_options", None)
+    return options if isinstance(options, IdempotencyOptions) else None
+
+
+def _problem_component(registry: ComponentRegistry) -> dict[str, Any]:
+    codes = sorted(code for _, codes in PROBLEMS.values() for code in codes)
+    component = ResolvedComponent(
+        name=PROBLEM_COMPONENT,
+        type=ResolvedComponent.SCHEMA,
+        object=PROBLEM_COMPONENT,
+        schema={
+            "type": "object",
+            "description": "RFC 9457 problem details; branch on `code`.",
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "code": {"type": "string", "enum": codes},
+            },
+            "required": ["type", "title", "status", "detail", "code"],
+        },
+    )
+    registry.register_on_missing(component)
+    return component.ref
+
+
+def document_idempotency(
+    operation: dict[str, Any], options: IdempotencyOptions, registry: ComponentRegistry
+) -> None:
+    """Add the key headers, the replay header and the problem responses to ``operation``."""
+    parameters = operation.setdefault("parameters", [])
+    present = {(p.get("in"), p.get("name", "").lower()) for p in parameters if "in" in p}
+    headers = list(idempotency_settings.HEADERS)
+    for index, name in enumerate(headers):
+        if ("header", name.lower()) in present:
+            continue
+        description = (
+            "Makes the request safe to retry: a retry with the same key and body gets the "
+            "original response instead of running again."
+            if index == 0
+            else f"Alias of `{headers[0]}`."
+        )
+        parameters.append(
+            {
+                "in": "header",
+                "name": name,
+                "required": bool(options.get("required")) and index == 0,
+                "description": description,
+                "schema": {
+                    "type": "string",
+                    "minLength": idempotency_settings.KEY_MIN_LENGTH,
+                    "maxLength": idempotency_settings.KEY_MAX_LENGTH,
+                },
+            }
+        )
+
+    responses = operation.setdefault("responses", {})
+    for status_code, response in responses.items():
+        if str(status_code).startswith("2"):
+            response.setdefault("headers", {})[REPLAYED_HEADER] = {
+                "description": "`true` when this is the stored response of an earlier request.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+    problem = _problem_component(registry)
+    for status_code, (description, _codes) in PROBLEMS.items():
+        response = responses.setdefault(status_code, {"description": description})
+        response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {"schema": problem}
+        if status_code == "409":
+            response.setdefault("headers", {})["Retry-After"] = {
+                "description": "Seconds to wait before retrying a request still in progress.",
+                "schema": {"type": "integer"},
+            }
+
+
+class IdempotencySchemaMixin:
+    """Mix into any drf-spectacular ``AutoSchema`` to document idempotent operations."""
+
+    view: Any
+
+    def get_operation(
+        self,
+        path: str,
+        path_regex: str,
+        path_prefix: str,
+        method: str,
+        registry: ComponentRegistry,
+    ) -> dict[str, Any] | None:
+        operation: dict[str, Any] | None = super().get_operation(  # type: ignore[misc]
+            path, path_regex, path_prefix, method, registry
+        )
+        options = idempotency_options_for(self.view, method)
+        if operation is not None and options is not None:
+            document_idempotency(operation, options, registry)
+        return operation
+
+
+class AutoSchema(IdempotencySchemaMixin, SpectacularAutoSchema):
+    """drf-spectacular's ``AutoSchema`` that documents idempotency; use as
+    ``DEFAULT_SCHEMA_CLASS`` to cover ``@extend_schema`` operations as well."""
+
+
+class IdempotentViewExtension(OpenApiViewExtension):
+    """Gives every view a schema class with :class:`IdempotencySchemaMixin`, without settings."""
+
+    target_class = "rest_framework.views.APIView"
+    match_subclasses = True
+    priority = -1  # any project extension for a specific view wins
+
+    def view_replacement(self) -> Any:
+        view_class = self.target
+        schema_class = get_class(view_class.schema)
+        documented = issubclass(schema_class, SpectacularAutoSchema)  # not e.g. ``schema = None``
+        if not documented or issubclass(schema_class, IdempotencySchemaMixin):
+            return view_class
+        idempotent_schema = type(
+            f"Idempotent{schema_class.__name__}", (IdempotencySchemaMixin, schema_class), {}
+        )
+        return type(
+            view_class.__name__,
+            (view_class,),
+            {
+                "schema": idempotent_schema(),
+                "__module__": view_class.__module__,
+                "__doc__": view_class.__doc__,
+            },
+        )

@@ -1,0 +1,37 @@
+"""The job JSON clients see (SPEC §6)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Job
+
+__all__ = ["JobSerializer"]
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    """``{"id", "object", "status", "created_at", "started_at", "finished_at", "progress",
+    "result", "error"}``; ``object`` is the job kind's JSON name (``JobKind.object``)."""
+
+    object = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "object",
+            "status",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "progress",
+            "result",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, job: Job) -> str:
+        from .jobs import get_job_kind
+
+        kind = self.context.get("job_kind") or get_job_kind(job.kind, default=None)
+        return kind.object if kind is not None else job.kind

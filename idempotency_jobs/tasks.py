@@ -1,0 +1,114 @@
+"""Running jobs through ``django.tasks``: the task, how it is sent, and what a worker does.
+
+The job row is the source of truth. A delivery of ``run_job`` only *asks* for the job to run:
+the worker claims it with a compare-and-set (``queued -> running``), so a duplicate or late
+delivery finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from django.tasks import Task, TaskResultStatus, task_backends
+
+from .conf import idempotency_settings
+from .jobs import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
+from .models import Job
+
+__all__ = ["execute_job", "run_job", "send_job", "task_is_waiting"]
+
+logger = logging.getLogger(__name__)
+
+CRASHED = {
+    "code": "job_crashed",
+    "message": "The job stopped on an unexpected error.",
+    "details": {},
+}
+
+
+def _job_task(func: Callable[[str], str]) -> Task:
+    """``@task``, but always a ``django.tasks.Task``.
+
+    ``django.tasks.task`` builds the backend's ``task_class``; django-tasks-rq's is the
+    ``django_tasks`` backport's ``Task``, which django-tasks-db rejects. Jobs stay portable
+    between backends by always being Django's own ``Task`` (which the RQ worker accepts).
+    """
+    return Task(
+        func=func,
+        backend=idempotency_settings.JOB_TASK_BACKEND,
+        queue_name=idempotency_settings.JOB_QUEUE_NAME,
+    )
+
+
+@_job_task
+def run_job(job_id: str) -> str:
+    """Task: run job ``job_id`` if it is still queued; returns what happened to it."""
+    return execute_job(job_id)
+
+
+def send_job(job: Job) -> None:
+    """Enqueue ``run_job`` for ``job`` on ``JOB_TASK_BACKEND`` / ``JOB_QUEUE_NAME``."""
+    task = run_job.using(
+        backend=idempotency_settings.JOB_TASK_BACKEND,
+        queue_name=idempotency_settings.JOB_QUEUE_NAME,
+    )
+    result = task.enqueue(str(job.pk))
+    job.mark_enqueued(str(result.id))
+
+
+def task_is_waiting(job: Job) -> bool:
+    """Whether the task last enqueued for ``job`` is still waiting in its queue.
+
+    ``False`` when the backend cannot tell: recovery then enqueues again, which is harmless.
+    """
+    if not job.task_id:
+        return False
+    backend = task_backends[idempotency_settings.JOB_TASK_BACKEND]
+    if not backend.supports_get_result:
+        return False
+    try:
+        result = backend.get_result(job.task_id)
+    except Exception:  # unknown or pruned result, broker down: treat as lost
+        return False
+    return bool(result.status == TaskResultStatus.READY)
+
+
+def execute_job(job_id: str) -> str:
+    """Claim the job, run its handler, record the outcome (all guarded by the claim)."""
+    job = Job.objects.filter(pk=job_id).only("kind", "status").first()
+    if job is None or job.status != Job.Status.QUEUED:
+        return "skipped"
+    kind = get_job_kind(job.kind, default=None)
+    if kind is None:
+        # Likely a worker older than the web process (rolling deploy): leave the job queued
+        # for recovery to send again, rather than failing it for good.
+        logger.error("Job %s: no job kind %r in this worker; left queued.", job_id, job.kind)
+        return "unknown_kind"
+    token = secrets.token_hex(16)
+    claimed = Job.objects.claim(job_id, token=token, lease=idempotency_settings.JOB_HEARTBEAT_LEASE)
+    if claimed is None:
+        return "skipped"
+    return _run(claimed, kind.handler)
+
+
+def _run(job: Job, handler: Callable[[dict[str, Any], JobRun], Any]) -> str:
+    run = JobRun(job)
+    try:
+        result = to_json(handler(job.params, run) or {})
+    except JobLeaseLost:
+        logger.warning("Job %s was taken over by another worker; dropping this run.", job.pk)
+        return "superseded"
+    except JobFailed as exc:
+        outcome, fields = Job.Status.FAILED, {"error": exc.as_error()}
+    except Exception:
+        logger.exception("Job %s (%s) crashed.", job.pk, job.kind)
+        outcome, fields = Job.Status.FAILED, {"error": CRASHED}
+    else:
+        outcome, fields = Job.Status.SUCCEEDED, {"result": result}
+    if not job.finish(outcome, progress=run.current, **fields):
+        logger.warning("Job %s was taken over by another worker; outcome dropped.", job.pk)
+        return "superseded"
+    return str(outcome)

@@ -1,0 +1,75 @@
+"""A tiny job kind for the jobs tests: upsert one Widget per name, reporting progress.
+
+Test knobs in the POST body: ``fail_at`` (raise ``JobFailed`` at that row), ``crash_at``
+(raise an unexpected error), ``pause_at`` + ``gate`` (at that row, touch ``<gate>.reached``
+and wait until the file ``gate`` exists: "the worker is mid-job").
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rest_framework import serializers
+
+from idempotency_jobs.jobs import JobFailed, JobKind, JobRun, JobViewSet, register_job_kind
+
+from .models import Widget
+
+GATE_TIMEOUT = 60
+
+
+class WidgetBatchSerializer(serializers.Serializer):
+    names = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=1000
+    )
+    fail_at = serializers.IntegerField(required=False, min_value=0)
+    crash_at = serializers.IntegerField(required=False, min_value=0)
+    pause_at = serializers.IntegerField(required=False, min_value=0)
+    gate = serializers.CharField(required=False)
+
+
+def wait_at_gate(gate: str, run: JobRun) -> None:
+    run.flush()  # the test watches the progress made so far
+    Path(gate + ".reached").touch()
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.02)
+
+
+def make_widgets(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Idempotent: a second run updates what the first created, and creates the rest."""
+    names = params["names"]
+    created = updated = 0
+    run.progress(done=0, total=len(names))
+    for index, name in enumerate(names):
+        if index == params.get("pause_at"):
+            wait_at_gate(params["gate"], run)
+        if index == params.get("fail_at"):
+            raise JobFailed(f"Row {index} was rejected.", row=index, name=name)
+        if index == params.get("crash_at"):
+            raise RuntimeError("secret internals")
+        _, was_created = Widget.objects.update_or_create(
+            owner=run.job.owner, name=name, defaults={"payload": {"job": str(run.job.pk)}}
+        )
+        created += was_created
+        updated += not was_created
+        run.progress(done=index + 1)
+    return {"created": created, "updated": updated}
+
+
+widget_batch = register_job_kind(
+    JobKind(
+        name="widget_batch",
+        object="widget_batch_job",
+        serializer_class=WidgetBatchSerializer,
+        handler=make_widgets,
+    )
+)
+
+
+class WidgetJobViewSet(JobViewSet):
+    job_kind = widget_batch
