@@ -97,7 +97,8 @@ def _problem_component(registry: ComponentRegistry) -> dict[str, Any]:
                 "title": {"type": "string"},
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
-                "code": {"type": "string", "enum": codes},
+                # Not an ``enum``: drf-spectacular would hoist it into a generic "CodeEnum".
+                "code": {"type": "string", "description": "One of: " + ", ".join(codes) + "."},
             },
             "required": ["type", "title", "status", "detail", "code"],
         },
