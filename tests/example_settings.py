@@ -1,0 +1,32 @@
+"""The example service's own settings, plus knobs that only the reliability tests turn.
+
+Used by the server processes (gunicorn, workers) that tests/test_reliability*.py start. Nothing
+here changes what a request without the test-only ``X-Test-*`` headers gets.
+
+IJ_TEST_HOLD_DIR           where held requests report (see tests/example_urls.py)
+IJ_TEST_KEYS_DATABASE_URL  a second database alias, ``keys``, as the key store
+IJ_TEST_IDEMPOTENCY_JOBS   JSON merged into IDEMPOTENCY_JOBS (e.g. a short LEASE)
+IJ_TEST_EXAMPLE            JSON of EXAMPLE_* settings (e.g. small import batches)
+"""
+
+import json
+import os
+
+import dj_database_url
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import DATABASES, IDEMPOTENCY_JOBS
+
+ROOT_URLCONF = "tests.example_urls"
+RELIABILITY_HOLD_DIR = os.environ.get("IJ_TEST_HOLD_DIR", "")
+
+if os.environ.get("IJ_TEST_KEYS_DATABASE_URL"):
+    DATABASES["keys"] = dj_database_url.parse(
+        os.environ["IJ_TEST_KEYS_DATABASE_URL"], conn_max_age=0
+    )
+    IDEMPOTENCY_JOBS["DATABASE_ALIAS"] = "keys"
+
+IDEMPOTENCY_JOBS.update(json.loads(os.environ.get("IJ_TEST_IDEMPOTENCY_JOBS", "{}")))
+
+for _name, _value in json.loads(os.environ.get("IJ_TEST_EXAMPLE", "{}")).items():
+    globals()[f"EXAMPLE_{_name}"] = _value
