@@ -26,7 +26,9 @@ from .conf import idempotency_settings
 from .core import IdempotencyOptions
 from .drf import IdempotencyMixin
 from .exceptions import PROBLEM_CONTENT_TYPE
+from .jobs import JobViewSet
 from .responses import REPLAYED_HEADER
+from .serializers import JobSerializer
 
 __all__ = ["AutoSchema", "IdempotencySchemaMixin", "idempotency_options_for"]
 
@@ -156,9 +158,26 @@ def document_idempotency(
 
 
 class IdempotencySchemaMixin:
-    """Mix into any drf-spectacular ``AutoSchema`` to document idempotent operations."""
+    """Mix into any drf-spectacular ``AutoSchema`` to document idempotent operations.
+
+    It also documents a ``JobViewSet``'s create: the job kind's serializer as the request
+    body, ``202`` with the job JSON and ``Location`` as the answer.
+    """
 
     view: Any
+
+    def _creates_job(self) -> bool:
+        return isinstance(self.view, JobViewSet) and getattr(self.view, "action", None) == "create"
+
+    def get_request_serializer(self) -> Any:
+        if self._creates_job():
+            return self.view.job_kind.serializer_class
+        return super().get_request_serializer()  # type: ignore[misc]
+
+    def get_response_serializers(self) -> Any:
+        if self._creates_job():
+            return {"202": JobSerializer}
+        return super().get_response_serializers()  # type: ignore[misc]
 
     def get_operation(
         self,
@@ -174,6 +193,11 @@ class IdempotencySchemaMixin:
         options = idempotency_options_for(self.view, method)
         if operation is not None and options is not None:
             document_idempotency(operation, options, registry)
+        if operation is not None and self._creates_job() and "202" in operation["responses"]:
+            operation["responses"]["202"].setdefault("headers", {})["Location"] = {
+                "description": "The job's URL: `GET` it for the job's current state.",
+                "schema": {"type": "string", "format": "uri"},
+            }
         return operation
 
 

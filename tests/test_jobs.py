@@ -150,14 +150,18 @@ def test_create_answers_202_with_the_job_and_its_location(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_created_job_runs_after_commit_and_get_shows_the_outcome(api: APIClient) -> None:
-    response = create(api)  # ImmediateBackend: the task runs in the commit hook
+@pytest.mark.parametrize("key", [None, "run-after-commit-01"])
+def test_a_created_job_runs_after_commit_and_get_shows_the_outcome(
+    api: APIClient, store: str, key: str | None
+) -> None:
+    # ImmediateBackend: the task runs as soon as it is enqueued, i.e. in the commit hook.
+    response = create(api, {"names": NAMES, "check_committed": True}, key=key)
 
     assert response.status_code == 202
-    assert response.json()["status"] == "queued"  # the answer was rendered before the commit
+    assert response.json()["status"] == "queued"
     state = get(api, response["Location"]).json()
     assert state["status"] == "succeeded"
-    assert state["result"] == {"created": 4, "updated": 0}
+    assert state["result"] == {"created": 4, "updated": 0, "row_was_committed": True}
     assert state["progress"] == {"done": 4, "total": 4}
     assert state["error"] is None
     assert state["started_at"] and state["finished_at"]
@@ -243,12 +247,37 @@ def test_concurrent_creates_with_one_key_make_one_job(db_backend: None) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_job_never_runs_before_its_row_is_committed() -> None:
     with transaction.atomic():
-        job = new_job(names=NAMES)
+        job = new_job(names=NAMES, check_committed=True)
         enqueue_job(job)  # ImmediateBackend would run it right here if not deferred
         assert reload(job).status == Job.Status.QUEUED
         assert Widget.objects.count() == 0
 
-    assert reload(job).status == Job.Status.SUCCEEDED
+    job = reload(job)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result["row_was_committed"] is True
+    assert Widget.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_commit_probe_sees_an_uncommitted_row() -> None:
+    """The control for the tests above: run inside the transaction, the probe says so."""
+    with transaction.atomic():
+        job = new_job(names=NAMES, check_committed=True)
+        execute_job(str(job.pk))
+        assert reload(job).result["row_was_committed"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("key", [None, "atomic-requests-01"])
+def test_with_atomic_requests_the_job_runs_after_the_request_commits(
+    api: APIClient, atomic_requests: None, key: str | None
+) -> None:
+    response = create(api, {"names": NAMES, "check_committed": True}, key=key)
+
+    assert response.status_code == 202
+    state = get(api, response["Location"]).json()
+    assert state["status"] == "succeeded"
+    assert state["result"]["row_was_committed"] is True
     assert Widget.objects.count() == 4
 
 

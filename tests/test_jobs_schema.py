@@ -138,3 +138,26 @@ def test_the_schema_class_also_covers_extend_schema_operations(settings: Any) ->
 
     assert operation["summary"] == "Create, documented by hand"
     assert is_documented(operation)
+
+
+def test_a_job_create_documents_the_kind_body_and_the_202(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/widget-jobs/"]["post"]
+    components = schema["components"]["schemas"]
+
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert set(components[body.rsplit("/", 1)[1]]["properties"]) >= {"names", "fail_at"}
+    answer = operation["responses"]["202"]
+    assert set(answer["headers"]) == {"Location", "Idempotent-Replayed"}
+    job = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(components[job]["properties"]) == {
+        "id",
+        "object",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "progress",
+        "result",
+        "error",
+    }
+    assert "201" not in operation["responses"]

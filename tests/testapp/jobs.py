@@ -1,19 +1,26 @@
 """A tiny job kind for the jobs tests: upsert one Widget per name, reporting progress.
 
-Test knobs in the POST body: ``fail_at`` (raise ``JobFailed`` at that row), ``crash_at``
-(raise an unexpected error), ``pause_at`` + ``gate`` (at that row, touch ``<gate>.reached``
-and wait until the file ``gate`` exists: "the worker is mid-job").
+Test knobs in the POST body:
+
+* ``check_committed``: report whether another connection can see the job's row, i.e. whether
+  it was committed before the job ran;
+* ``fail_at``: raise ``JobFailed`` at that row; ``crash_at``: raise an unexpected error;
+* ``pause_at`` + ``gate``: at that row, touch ``<gate>.reached`` and wait until the file
+  ``gate`` exists ("the worker is mid-job").
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from django.db import connections
 from rest_framework import serializers
 
 from idempotency_jobs.jobs import JobFailed, JobKind, JobRun, JobViewSet, register_job_kind
+from idempotency_jobs.models import Job
 
 from .models import Widget
 
@@ -24,6 +31,7 @@ class WidgetBatchSerializer(serializers.Serializer):
     names = serializers.ListField(
         child=serializers.CharField(max_length=100), min_length=1, max_length=1000
     )
+    check_committed = serializers.BooleanField(required=False)
     fail_at = serializers.IntegerField(required=False, min_value=0)
     crash_at = serializers.IntegerField(required=False, min_value=0)
     pause_at = serializers.IntegerField(required=False, min_value=0)
@@ -38,6 +46,22 @@ def wait_at_gate(gate: str, run: JobRun) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"gate {gate} never opened")
         time.sleep(0.02)
+
+
+def committed(job: Job) -> bool:
+    """Whether another database connection sees the job's row."""
+    seen: list[bool] = []
+
+    def look() -> None:
+        try:
+            seen.append(Job.objects.filter(pk=job.pk).exists())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join(timeout=30)
+    return seen == [True]
 
 
 def make_widgets(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
@@ -58,7 +82,10 @@ def make_widgets(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
         created += was_created
         updated += not was_created
         run.progress(done=index + 1)
-    return {"created": created, "updated": updated}
+    result: dict[str, Any] = {"created": created, "updated": updated}
+    if params.get("check_committed"):
+        result["row_was_committed"] = committed(run.job)
+    return result
 
 
 widget_batch = register_job_kind(
