@@ -36,6 +36,7 @@ __all__ = [
     "IMPORT_URL",
     "ROOT",
     "Answer",
+    "Background",
     "Service",
     "TcpProxy",
     "assert_problem",
@@ -116,6 +117,26 @@ def workspace_secret(name: str = "acme") -> str:
 def import_body(rows: int = 3, *, prefix: str = "user") -> bytes:
     lines = ["Email,Name", *(f"{prefix}{n}@example.com,User {n}" for n in range(rows))]
     return json.dumps({"csv_text": "\n".join(lines) + "\n", "mappings": MAPPINGS}).encode()
+
+
+class Background:
+    """``fn()`` in a thread; ``result()`` is its value, or the exception it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.value: Any = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.value = fn()
+        except BaseException as exc:  # handed to the test by result()
+            self.value = exc
+
+    def result(self, timeout: float = 90) -> Any:
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive(), "background call hung"
+        return self.value
 
 
 # HTTP -------------------------------------------------------------------------------------------
@@ -201,17 +222,16 @@ def _service_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
-def _stop(process: subprocess.Popen[bytes], *, grace: float = 10) -> None:
-    """End a process we started (and its children: it leads its own session)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+def _stop(process: subprocess.Popen[bytes], *, grace: float = 5) -> None:
+    """End a process we started, and its children (it leads its own process group)."""
+    if process.poll() is None and grace:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the leader may be gone, its children not
+    process.wait(timeout=10)
 
 
 def run_manage(
@@ -308,14 +328,14 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
             except OSError:
                 assert time.monotonic() < deadline, f"gunicorn did not start:\n{server.logs()}"
                 time.sleep(0.05)
-        # Every worker has imported Django once the schema answers (4 tries spread the load).
+        # Workers import the app before they accept: one answer each means all are up.
         for _ in range(workers):
-            assert server.request("GET", "/v1/schema").status == 200, server.logs()
+            assert server.request("GET", "/v1/subscribers").status == 401, server.logs()
         return server
 
     yield start
     for server in started:
-        _stop(server.process)
+        _stop(server.process, grace=0)
 
 
 # A TCP proxy ------------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""SPEC §3.6 and §5 when a server process dies: a gunicorn worker is SIGKILLed while it holds a
+key's claim, in the middle of its transaction (the job row written, not committed).
+
+A retry before the lease ends gets 409; after it, the operation runs for real, once. The dead
+process's writes never appear. A client that hangs up, by contrast, does not stop the view: the
+response is stored and the retry replays it (docs/semantics.md).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from idempotency_jobs.models import IdempotencyKey, Job
+from tests.test_reliability_support import (
+    Answer,
+    Background,
+    Service,
+    assert_problem,
+    import_body,
+    service,
+    wait_for,
+    workspace_secret,
+)
+
+__all__ = ["service"]
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+KEY = "import-2026-04-11-crash-test"
+LEASE = 8.0  # seconds: long enough for the retry that must meet the dead claim
+STORES = ["database", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+class Record:
+    """The key's record in either store, as this test sees it."""
+
+    def __init__(self, store: str, redis: Any) -> None:
+        self.store = store
+        self.redis = redis
+
+    def _hash(self) -> dict[str, str]:
+        names = self.redis.keys("idempotency:*")
+        assert len(names) <= 1, names
+        if not names:
+            return {}
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(names[0]).items()}
+
+    def state(self) -> str | None:
+        if self.store == "redis":
+            return self._hash().get("state")
+        row = IdempotencyKey.objects.filter(key=KEY).first()
+        return row.state if row else None
+
+    def lease_left(self) -> float:
+        """Seconds until the claim's lease ends, by the clock that decides it."""
+        if self.store == "redis":
+            seconds, micros = self.redis.time()
+            return (int(self._hash()["lease"]) - (seconds * 1000 + micros // 1000)) / 1000
+        row = IdempotencyKey.objects.get(key=KEY)
+        return (row.lease_expires_at - timezone.now()).total_seconds()
+
+    def owner(self) -> str:
+        if self.store == "redis":
+            return self._hash()["token"]
+        return IdempotencyKey.objects.get(key=KEY).owner_token
+
+
+def held(tmp_path: Path, name: str) -> int:
+    """Wait until the request held as ``name`` is in its view; its worker's pid."""
+    marker = tmp_path / f"{name}.held"
+    wait_for(marker.exists, what=f"request {name!r} to reach its view")
+    return int(marker.read_text())
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, store: str) -> Record:
+    redis = request.getfixturevalue("redis_client") if store == "redis" else None
+    return Record(store, redis)
+
+
+@pytest.fixture
+def server(service: Callable[..., Service], store: str) -> Service:
+    return service(
+        workers=2,
+        IDEMPOTENCY_STORE=store,
+        TASKS_BACKEND="db",
+        IJ_TEST_IDEMPOTENCY_JOBS=json.dumps({"LEASE": LEASE}),
+    )
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_worker_killed_holding_a_claim_blocks_until_its_lease_ends_then_runs_once(
+    server: Service, record: Record, tmp_path: Path, store: str
+) -> None:
+    secret = workspace_secret()
+    body = import_body(3)
+    first = Background(lambda: server.post_import(secret, KEY, body, **{"X-Test-Hold": "crash"}))
+    pid = held(tmp_path, "crash")
+    assert record.state() == "in_progress"
+    dead_owner = record.owner()
+    assert Job.objects.count() == 0  # written inside the request's transaction, not committed
+
+    server.kill_worker(pid)
+    outcome = first.result()
+    assert isinstance(outcome, ConnectionError | OSError), outcome  # no answer at all
+
+    # Before the lease ends: the dead process still holds the key.
+    assert record.lease_left() > 0
+    early = server.post_import(secret, KEY, body)
+    assert_problem(early, 409, "idempotency_key_in_use")
+    assert early.header("Retry-After")
+    assert Job.objects.count() == 0  # the dead transaction rolled back
+
+    # After the lease: the retry takes the key over and runs the operation, once.
+    wait_for(lambda: record.lease_left() < 0, timeout=LEASE + 30, what="the lease to end")
+    late = server.post_import(secret, KEY, body)
+    assert late.status == 202, late.body
+    assert not late.replayed
+    assert record.owner() != dead_owner
+    job = Job.objects.get()
+    assert late.json()["id"] == str(job.pk)
+
+    replay = server.post_import(secret, KEY, body)
+    assert replay.status == 202 and replay.replayed and replay.body == late.body
+    assert Job.objects.count() == 1
+    assert record.state() == "completed"
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_client_that_hangs_up_mid_request_gets_the_stored_response_on_retry(
+    server: Service, record: Record, tmp_path: Path, store: str
+) -> None:
+    """The view is not stopped by the client leaving (sync WSGI cannot tell): it completes and
+    its response is stored, so the retry is a replay, never a second execution."""
+    secret = workspace_secret()
+    body = import_body(3)
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        head = (
+            f"POST /v1/jobs/subscriber-imports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {secret}\r\nIdempotency-Key: {KEY}\r\n"
+            f"X-Test-Hold: hangup\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        raw.sendall(head.encode() + body)
+        held(tmp_path, "hangup")
+    # The client is gone; let the view finish.
+    (tmp_path / "hangup.release").touch()
+    wait_for(lambda: record.state() == "completed", what="the hung-up request to complete")
+
+    retry: Answer = server.post_import(secret, KEY, body)
+    assert retry.status == 202 and retry.replayed
+    assert retry.json()["id"] == str(Job.objects.get().pk)
+    assert Job.objects.count() == 1
