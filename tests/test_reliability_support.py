@@ -34,6 +34,7 @@ from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
 
 __all__ = [
     "IMPORT_URL",
+    "MAPPINGS",
     "ROOT",
     "Answer",
     "Background",
@@ -46,6 +47,8 @@ __all__ = [
     "request",
     "run_manage",
     "service",
+    "service_env",
+    "stop_process",
     "test_database_url",
     "wait_for",
     "workspace_secret",
@@ -200,7 +203,7 @@ def assert_problem(answer: Answer, status: int, code: str | None = None) -> dict
 # Processes --------------------------------------------------------------------------------------
 
 
-def _service_env(tmp_path: Path, **env: str) -> dict[str, str]:
+def service_env(tmp_path: Path, **env: str) -> dict[str, str]:
     inherited = {
         name: value
         for name, value in os.environ.items()
@@ -222,7 +225,7 @@ def _service_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
-def _stop(process: subprocess.Popen[bytes], *, grace: float = 5) -> None:
+def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5) -> None:
     """End a process we started, and its children (it leads its own process group)."""
     if process.poll() is None and grace:
         with contextlib.suppress(ProcessLookupError):
@@ -241,7 +244,7 @@ def run_manage(
     process = subprocess.Popen(
         [sys.executable, "-m", "django", *args],
         cwd=ROOT,
-        env=_service_env(tmp_path, **(env or {})),
+        env=service_env(tmp_path, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -249,7 +252,7 @@ def run_manage(
     try:
         output, _ = process.communicate(timeout=timeout)
     finally:
-        _stop(process)
+        stop_process(process)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
     return text
@@ -312,7 +315,7 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
                 "--log-level=warning",
             ],
             cwd=ROOT,
-            env=_service_env(tmp_path, **env),
+            env=service_env(tmp_path, **env),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -335,7 +338,7 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
 
     yield start
     for server in started:
-        _stop(server.process, grace=0)
+        stop_process(server.process, grace=0)
 
 
 # A TCP proxy ------------------------------------------------------------------------------------
@@ -351,7 +354,6 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self.up()
 
     def up(self) -> None:
@@ -360,20 +362,24 @@ class TcpProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(128)
         self._listener = listener
-        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._accepting = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._accepting.start()
 
     def down(self) -> None:
+        """Stop listening (new connections are refused) and cut every open connection."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
             listener.close()
+            self._accepting.join(timeout=10)
         with self._lock:
             for sock in self._sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._sockets.clear()
+        assert self.refuses()
 
     def refuses(self) -> bool:
         try:
@@ -383,15 +389,10 @@ class TcpProxy:
             return True
 
     def _accept(self, listener: socket.socket) -> None:
-        while True:
+        while self._listener is listener:
             try:
-                ready, _, _ = select.select([listener], [], [], 0.1)
-                if not ready:
-                    if listener.fileno() == -1:
-                        return
-                    continue
                 client, _ = listener.accept()
-            except (OSError, ValueError):
+            except OSError:
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)

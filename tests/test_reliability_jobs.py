@@ -1,0 +1,168 @@
+"""SPEC §6 when a worker dies mid-import: SIGKILL in the middle of a subscriber import, then
+``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once.
+
+The import is stopped at a known row without any test hook in its code: this test holds a
+PostgreSQL row lock on one subscriber that the CSV updates, so the worker blocks inside that
+batch's upsert, with the batches before it committed. (The widget-job version of this test,
+for both task backends' workers, is tests/test_jobs_workers.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from example_project.subscribers.models import Subscriber
+from example_project.workspaces.models import Workspace
+from idempotency_jobs.models import Job
+from tests.test_reliability_support import (
+    MAPPINGS,
+    ROOT,
+    Service,
+    run_manage,
+    service,
+    service_env,
+    stop_process,
+    wait_for,
+    workspace_secret,
+)
+
+__all__ = ["service"]
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgresql]
+
+ROWS = 1000
+BATCH = 100
+BLOCKED_ROW = 550  # in the sixth batch: five batches (500 rows) commit before the worker blocks
+KNOBS = {
+    "IJ_TEST_EXAMPLE": json.dumps(
+        {"SUBSCRIBER_IMPORT_BATCH_SIZE": BATCH, "SUBSCRIBER_IMPORT_COPY_BATCH_SIZE": BATCH}
+    ),
+    "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps(
+        {"JOB_PROGRESS_INTERVAL": 0, "JOB_HEARTBEAT_LEASE": 2, "JOB_STALE_AFTER": 600}
+    ),
+}
+WORKERS = {
+    "db": ["db_worker", "--no-startup-delay", "--interval", "0.1"],
+    "rq": ["rqworker", "default", "--job-class", "django_tasks_rq.Job"],
+}
+BURST = {"db": ["--batch"], "rq": ["--burst"]}
+
+
+def email(n: int) -> str:
+    return f"user{n:05d}@example.com"
+
+
+def csv_body() -> bytes:
+    lines = ["Email,Name", *(f"{email(n)},User {n}" for n in range(ROWS))]
+    return json.dumps({"csv_text": "\n".join(lines) + "\n", "mappings": MAPPINGS}).encode()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # gone meanwhile
+            continue
+        parent = next((line for line in lines if line.startswith("PPid:")), "PPid: 0")
+        if int(parent.split()[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (count,) = cursor.fetchone()
+    return bool(count)
+
+
+@pytest.mark.parametrize("backend", ["db", pytest.param("rq", marks=pytest.mark.redis)])
+def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
+    service: Callable[..., Service], request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    if backend == "rq":
+        request.getfixturevalue("redis_client")  # a clean queue
+    env = {**KNOBS, "TASKS_BACKEND": backend}
+    server = service(**env)
+    secret = workspace_secret("acme")
+    workspace = Workspace.objects.get(name="acme")
+    Subscriber.objects.create(workspace=workspace, email=email(BLOCKED_ROW), name="Before")
+
+    created = server.post_import(secret, "import-2026-04-11-big-list", csv_body())
+    assert created.status == 202, created.body
+    job = Job.objects.get()
+
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+    ) as blocker:
+        blocker.execute(
+            "SELECT 1 FROM subscribers_subscriber WHERE email = %s FOR UPDATE",
+            [email(BLOCKED_ROW)],
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "django", *WORKERS[backend]],
+            cwd=ROOT,
+            env=service_env(tmp_path, **env),
+            stdout=(tmp_path / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: (Job.objects.get().progress or {}).get("rows_processed") == 500,
+                timeout=90,
+                what="five batches to commit",
+            )
+            wait_for(waiting_on_a_lock, what="the worker to block in the sixth batch")
+            # The worker and what it forked (RQ's work horse runs in a session of its own).
+            for pid in [*children(worker.pid), worker.pid]:
+                os.kill(pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        finally:
+            stop_process(worker, grace=0)
+        blocker.rollback()
+
+    running = Job.objects.get()
+    assert running.status == Job.Status.RUNNING
+    assert running.attempts == 1
+    assert Subscriber.objects.count() == 501  # five batches, plus the row that was there
+    assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == "Before"  # batch 6: none
+
+    wait_for(
+        lambda: Job.objects.get().lease_expires_at < timezone.now(),
+        what="the dead worker's lease to end",
+    )
+    recovered = run_manage(tmp_path, "recover_jobs", env=env)
+    assert "Re-enqueued 0 stale and 1 orphaned jobs" in recovered
+    run_manage(tmp_path, *WORKERS[backend], *BURST[backend], env=env)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, (job.error, (tmp_path / "worker.log").read_text())
+    assert job.attempts == 2
+    result = job.result
+    assert result["rows"] == ROWS and result["failed"] == 0
+    assert result["created"] + result["updated"] + result["skipped"] == ROWS
+    assert Subscriber.objects.count() == ROWS  # every row once, none twice
+    assert Subscriber.objects.filter(workspace=workspace).count() == ROWS
+    assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == f"User {BLOCKED_ROW}"
+    assert job.progress["rows_processed"] == ROWS
