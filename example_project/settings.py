@@ -27,7 +27,8 @@ def env_flag(name: str, default: bool) -> bool:
 
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "example-project-local-only-not-secret")
-DEBUG = env_flag("DEBUG", True)
+# Off by default so that every error, even an unknown URL, is problem+json; DEBUG=1 for pages.
+DEBUG = env_flag("DEBUG", False)
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -111,10 +112,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "example_project.workspaces.auth.ApiKeyAuthentication",
+        "example_project.workspaces.auth.ApiKeyBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["example_project.workspaces.auth.HasWorkspace"],
     "EXCEPTION_HANDLER": "idempotency_jobs.exceptions.problem_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents the idempotency headers and problem answers, @extend_schema operations included.
+    "DEFAULT_SCHEMA_CLASS": "idempotency_jobs.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -131,6 +134,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriberStatusEnum": "example_project.subscribers.models.Subscriber.Status",
+        "JobStatusEnum": "idempotency_jobs.models.Job.Status",
+    },
 }
 
 IDEMPOTENCY_STORE = os.environ.get("IDEMPOTENCY_STORE", "database")
@@ -166,4 +173,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django": {"handlers": [], "propagate": True}},  # once, through the root
 }

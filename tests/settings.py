@@ -74,6 +74,25 @@ IDEMPOTENCY_JOBS: dict[str, object] = {}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Added for the example project's tests (tests/test_example*.py).
+INSTALLED_APPS += [
+    "django.contrib.staticfiles",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "example_project.workspaces",
+    "example_project.subscribers",
+    "example_project.letters",
+]
+STATIC_URL = "static/"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "idempotency_jobs example service",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+
 # Added for the jobs test suite: the task backends job tests switch between with
 # IDEMPOTENCY_JOBS["JOB_TASK_BACKEND"], and job settings for worker subprocesses.
 INSTALLED_APPS += ["django_rq"]

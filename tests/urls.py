@@ -35,6 +35,9 @@ urlpatterns += [
     path("peeking-fn-widgets", views.peeking_function),
 ]
 
+# Added for the example project's tests: its API under the same paths as in the service.
+urlpatterns += [path("", include("example_project.api_urls"))]
+
 # Added for the jobs test suite.
 from tests.testapp.jobs import WidgetJobViewSet  # noqa: E402
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from example_project.workspaces.auth import WorkspaceAPIMixin
+from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.drf import IdempotencyMixin
 
 from .models import Letter
@@ -51,7 +51,13 @@ class LetterCreateView(WorkspaceAPIMixin, IdempotencyMixin, APIView):
             "application/x-www-form-urlencoded": LetterCreateSerializer,
             "application/json": LetterCreateSerializer,
         },
-        responses={200: LETTER_RESPONSE, 409: LETTER_RESPONSE},
+        responses={
+            200: OpenApiResponse(LETTER_RESPONSE, description="The letter was created."),
+            409: OpenApiResponse(
+                LETTER_RESPONSE,
+                description="A replay: the original body; nothing was created this time.",
+            ),
+        },
         description=(
             "Create a letter. With `X-Idempotency-Key`, a replay of the same request answers "
             "the original body with status 409 and creates nothing."

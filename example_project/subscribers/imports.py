@@ -332,8 +332,7 @@ def _upsert_copy(workspace_id: int, batch: list[ParsedRow]) -> tuple[int, int]:
             "ON COMMIT DROP"
         )
         with cursor.copy(
-            f"COPY {STAGE} (email, name, first_name, last_name, custom_fields) "
-            "FROM STDIN"
+            f"COPY {STAGE} (email, name, first_name, last_name, custom_fields) FROM STDIN"
         ) as copy:
             for row in batch:
                 values = row.values

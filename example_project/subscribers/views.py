@@ -13,7 +13,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from example_project.workspaces.auth import WorkspaceAPIMixin
+from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.jobs import JobViewSet
 from idempotency_jobs.models import Job
 

@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class WorkspacesConfig(AppConfig):
@@ -6,3 +6,7 @@ class WorkspacesConfig(AppConfig):
     label = "workspaces"
     verbose_name = "Workspaces and API keys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        if apps.is_installed("drf_spectacular"):
+            from . import schema  # noqa: F401  (registers the API key security schemes)

@@ -1,0 +1,49 @@
+"""What every API view of the service shares: API-key auth, workspace scope, problem details."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.request import Request
+
+from idempotency_jobs.exceptions import problem_exception_handler
+
+from .auth import ApiKeyAuthentication, ApiKeyBasicAuthentication, HasWorkspace, workspace_scope
+from .models import ApiKey, Workspace
+
+__all__ = ["WorkspaceAPIMixin", "workspace_exception_handler"]
+
+
+def workspace_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
+    """``problem_exception_handler``, also for Django's ``Http404`` and ``PermissionDenied``
+    (e.g. ``get_object_or_404``), which it otherwise leaves as plain JSON."""
+    if isinstance(exc, Http404):
+        exc = NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = PermissionDenied()
+    return problem_exception_handler(exc, context)
+
+
+class WorkspaceAPIMixin:
+    """API-key auth, the workspace as idempotency scope, problem details. List it first."""
+
+    authentication_classes = [ApiKeyAuthentication, ApiKeyBasicAuthentication]
+    permission_classes = [HasWorkspace]
+
+    def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Any]:
+        """Problem details whatever the project's ``EXCEPTION_HANDLER``."""
+        return workspace_exception_handler
+
+    def get_idempotency_scope(self, request: Request) -> str | None:
+        return workspace_scope(request)
+
+    @property
+    def workspace(self) -> Workspace:
+        request: Request = self.request  # type: ignore[attr-defined]
+        auth = request.auth
+        assert isinstance(auth, ApiKey)  # noqa: S101 - HasWorkspace ran first
+        return auth.workspace
