@@ -121,7 +121,9 @@ def over_http(report: Report, samples: int, warmup: int) -> None:
         database_client, redis_client = Client(port), Client(redis_port)
         replay_headers = new_key()
 
-        def post(client: Client, path: str, headers: Callable[[], dict[str, str]]) -> Callable[[], None]:
+        def post(
+            client: Client, path: str, headers: Callable[[], dict[str, str]]
+        ) -> Callable[[], None]:
             def call() -> None:
                 status, body = client.post(path, BODY, headers())
                 assert status == 201, body

@@ -72,7 +72,9 @@ def main(run: Callable[[argparse.Namespace, Report], None], description: str) ->
         if args.json:
             args.json.write_text(json.dumps(asdict(report), indent=2))
         for result in report.results:
-            print(f"  [{result.bench}] {result.measure}: {result.value}  {result.target}", flush=True)
+            print(
+                f"  [{result.bench}] {result.measure}: {result.value}  {result.target}", flush=True
+            )
     sys.exit(1 if report.failures else 0)
 
 
@@ -183,9 +185,7 @@ class Client:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        self.connection.request(
-            "POST", path, body, {"Content-Type": "application/json", **headers}
-        )
+        self.connection.request("POST", path, body, {"Content-Type": "application/json", **headers})
         response = self.connection.getresponse()
         return response.status, response.read()
 
@@ -253,7 +253,9 @@ def run_json(command: list[str], env: Mapping[str, str] | None = None) -> dict[s
     """Run a benchmark module and read back its report (used by ``run.py``)."""
     VAR.mkdir(exist_ok=True)
     out = VAR / f"report-{os.getpid()}-{time.monotonic_ns()}.json"
-    completed = subprocess.run([*command, "--json", str(out)], cwd=ROOT, env={**os.environ, **(env or {})})
+    completed = subprocess.run(
+        [*command, "--json", str(out)], cwd=ROOT, env={**os.environ, **(env or {})}
+    )
     try:
         report: dict[str, Any] = json.loads(out.read_text())
     except (OSError, ValueError):
@@ -263,3 +265,46 @@ def run_json(command: list[str], env: Mapping[str, str] | None = None) -> dict[s
     if completed.returncode and not report["failures"]:
         report["failures"].append(f"{' '.join(command)} exited with {completed.returncode}")
     return report
+
+
+def rss_now_mb() -> float:
+    """This process's resident memory right now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> args`` in a fresh process; its last line is JSON.
+
+    A fresh process per measurement keeps peak memory (ru_maxrss) its own.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def example_django(database_url: str, *, migrate: bool = False) -> None:
+    """The example service's settings (benchmarks/example_settings.py) on ``database_url``."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="benchmarks.example_settings",
+        DATABASE_URL=database_url,
+        CONN_MAX_AGE="600",
+        TASKS_BACKEND="db",
+        LOG_LEVEL="WARNING",
+        ALLOWED_HOSTS="127.0.0.1,testserver",
+    )
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    if migrate:
+        call_command("migrate", verbosity=0)

@@ -43,8 +43,17 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
-    # Opt-in per view (@idempotency_key); the other views pass through it untouched.
-    *(["idempotency_key.middleware.ExemptIdempotencyKeyMiddleware"] if PEERS else []),
+    *(
+        [
+            # drf-idempotency's decorator breaks DRF views (it renders the response before
+            # DRF sets its renderer), so its middleware, limited to its own path.
+            "benchmarks.views.DrfIdempotencyMiddleware",
+            # Opt-in per view (@idempotency_key); the other views pass through untouched.
+            "idempotency_key.middleware.ExemptIdempotencyKeyMiddleware",
+        ]
+        if PEERS
+        else []
+    ),
 ]
 
 REST_FRAMEWORK = {

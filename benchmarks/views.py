@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -48,14 +49,19 @@ VIEWSETS: dict[str, type[PlainWidgetViewSet]] = {
 }
 
 if settings.PEERS:
-    from drf_idempotency.decorators import idempotent as drf_idempotent
+    from drf_idempotency.middleware import IdempotencyMiddleware
     from idempotency_key.decorators import idempotency_key
 
-    class DrfIdempotencyWidgetViewSet(PlainWidgetViewSet):
-        create = drf_idempotent()(PlainWidgetViewSet.create)
+    class DrfIdempotencyMiddleware(IdempotencyMiddleware):
+        """drf-idempotency's middleware, for its own view only."""
+
+        def __call__(self, request: HttpRequest) -> HttpResponse:
+            if request.path != "/drf-idempotency":
+                return self.get_response(request)
+            return super().__call__(request)
 
     class DjangoIdempotencyKeyWidgetViewSet(PlainWidgetViewSet):
         create = idempotency_key(optional=True)(PlainWidgetViewSet.create)
 
-    VIEWSETS["drf-idempotency"] = DrfIdempotencyWidgetViewSet
+    VIEWSETS["drf-idempotency"] = PlainWidgetViewSet
     VIEWSETS["django-idempotency-key"] = DjangoIdempotencyKeyWidgetViewSet
