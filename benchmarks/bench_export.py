@@ -1,0 +1,114 @@
+"""Benchmark 5: subscriber export, 1M rows to CSV, through the job handler.
+
+One process fills a workspace with subscribers (one INSERT ... SELECT) and queues an export
+job of the default fields; a fresh process runs it with ``execute_job``, timing it and reading
+its own peak RSS. PostgreSQL takes the COPY path, SQLite the chunked-iterator path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+
+from benchmarks.bench_import import database
+from benchmarks.harness import VAR, Report, child, example_django, main, peak_rss_mb, rss_now_mb
+
+TARGET_SPEED = 300_000  # rows/s
+TARGET_RSS = 150  # MB
+FILL = """
+INSERT INTO {table} (workspace_id, email, name, first_name, last_name, custom_fields, status,
+                     created_at, updated_at)
+SELECT %s, 'user' || g || '@example.com', 'First' || g || ' Last' || g, 'First' || g,
+       'Last' || g, '{{"plan": "pro"}}', 'active', {now}, {now}
+FROM {series}
+"""
+SERIES = {
+    "postgresql": ("generate_series(1, %s) AS g", "now()"),
+    "sqlite": (
+        "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < %s) "
+        "SELECT g FROM s)",
+        "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')",
+    ),
+}
+
+
+def run(args: argparse.Namespace, report: Report) -> None:
+    rows = 20_000 if args.smoke else 1_000_000
+    for vendor in SERIES:
+        with database(vendor) as url:
+            job_id = child("bench_export", "--prepare", url, str(rows))["job_id"]
+            outcome = child("bench_export", "--execute", url, job_id)
+        shutil.rmtree(VAR / "media", ignore_errors=True)
+        report.check(
+            outcome["status"] == "succeeded" and outcome["row_count"] == rows,
+            f"export of {rows} rows on {vendor}: {outcome['status']}, {outcome['row_count']}",
+        )
+        speed = rows / outcome["seconds"]
+        report.add(
+            "5",
+            f"export {rows:,} rows to CSV, {vendor}",
+            f"{outcome['seconds']:.1f} s = {speed:,.0f} rows/s, {outcome['size_mb']:.0f} MB file",
+            f">= {TARGET_SPEED:,} rows/s",
+            speed >= TARGET_SPEED,
+        )
+        report.add(
+            "5",
+            f"export peak RSS, {vendor}",
+            f"{outcome['peak_mb']:.0f} MB (before the job: {outcome['loaded_mb']:.0f} MB)",
+            f"< {TARGET_RSS} MB",
+            outcome["peak_mb"] < TARGET_RSS,
+        )
+
+
+def prepare(url: str, rows: int) -> None:
+    example_django(url, migrate=True)
+    from django.db import connection
+
+    from example_project.subscribers.models import Subscriber
+    from example_project.workspaces.models import Workspace
+    from idempotency_jobs.models import Job
+
+    workspace = Workspace.objects.create(name="bench")
+    series, now = SERIES[connection.vendor]
+    sql = FILL.format(table=Subscriber._meta.db_table, series=series, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [workspace.pk, rows])
+    params = {"fields": ["email", "name", "first_name", "last_name", "status", "created_at"]}
+    job = Job.objects.create(
+        kind="subscriber_export", owner=workspace.scope, params={**params, "filters": {}}
+    )
+    print(json.dumps({"job_id": str(job.pk)}))
+
+
+def execute(url: str, job_id: str) -> None:
+    example_django(url)
+    from idempotency_jobs.models import Job
+    from idempotency_jobs.tasks import execute_job
+
+    loaded_mb = rss_now_mb()
+    start = time.perf_counter()
+    execute_job(job_id)
+    seconds = time.perf_counter() - start
+    job = Job.objects.get(pk=job_id)
+    result = job.result or {}
+    outcome = {
+        "seconds": seconds,
+        "status": job.status,
+        "row_count": result.get("row_count"),
+        "size_mb": result.get("size_bytes", 0) / 2**20,
+        "peak_mb": peak_rss_mb(),
+        "loaded_mb": loaded_mb,
+    }
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--prepare"]:
+        prepare(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--execute"]:
+        execute(sys.argv[2], sys.argv[3])
+    else:
+        main(run, __doc__ or "")
