@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.routers import SimpleRouter
 from rest_framework.throttling import UserRateThrottle
 
+from example_project import urls as example_urls
 from example_project.subscribers.views import SubscriberImportJobViewSet
 from idempotency_jobs.models import Job
 
@@ -79,5 +80,8 @@ router.register("v1/jobs/subscriber-imports", KnobbedImportJobViewSet, basename=
 router.register("test/throttled-imports", ThrottledImportJobViewSet, basename="throttled-import")
 
 urlpatterns = [path("", include(router.urls)), path("", include("example_project.urls"))]
-handler404 = "example_project.errors.not_found"
-handler500 = "example_project.errors.server_error"
+handler400, handler404, handler500 = (
+    example_urls.handler400,
+    example_urls.handler404,
+    example_urls.handler500,
+)
