@@ -48,7 +48,7 @@ def canonical_body(request: Request, media_type: str) -> bytes:
     if media_type == "application/json" or media_type.endswith("+json"):
         try:
             return b"json:" + _dumps(json.loads(raw))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return b"raw:" + raw
     if media_type == "application/x-www-form-urlencoded":
         try:
