@@ -116,6 +116,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["example_project.workspaces.auth.HasWorkspace"],
     "EXCEPTION_HANDLER": "idempotency_jobs.exceptions.problem_exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "example_project.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Documents the idempotency headers and problem answers, @extend_schema operations included.
     "DEFAULT_SCHEMA_CLASS": "idempotency_jobs.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,

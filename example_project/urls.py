@@ -10,5 +10,6 @@ urlpatterns = [
     re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]
 
+handler400 = "example_project.errors.bad_request"
 handler404 = "example_project.errors.not_found"
 handler500 = "example_project.errors.server_error"

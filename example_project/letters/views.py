@@ -7,11 +7,12 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from example_project.parsers import JSONParser
 from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.drf import IdempotencyMixin
 
