@@ -160,3 +160,15 @@ def closed_port() -> int:
 
 # Seconds: Redis leases run on Redis's clock, so tests let a short one run out.
 REDIS_LEASE = 0.3
+
+
+# Real transactions (threads, Redis's on-commit completion), flushing only the tables the core
+# suite writes: truncating every installed app's tables after each test is what makes it slow.
+CORE_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rest_framework",
+    "idempotency_jobs",
+    "tests.testapp",
+]
+CORE_DB = pytest.mark.django_db(transaction=True, available_apps=CORE_APPS)

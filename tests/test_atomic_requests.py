@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.helpers import (
+    CORE_DB,
     REDIS_LEASE,
     TWO_FACES,
     assert_executed,
@@ -26,7 +27,7 @@ from tests.testapp.models import Widget
 from tests.testapp.views import Failures
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True),
+    CORE_DB,
     pytest.mark.usefixtures("atomic_requests"),
 ]
 

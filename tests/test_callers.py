@@ -3,6 +3,7 @@
 import pytest
 
 from tests.helpers import (
+    CORE_DB,
     MIXIN,
     TWO_FACES,
     assert_executed,
@@ -14,7 +15,7 @@ from tests.helpers import (
 )
 from tests.testapp.models import Revocation, Widget
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = CORE_DB
 
 # The views that check NotRevoked: a mixin viewset and a decorated APIView method.
 REVOCABLE = pytest.mark.parametrize("path", [MIXIN, "/view-widgets", "/throttled-fn-widgets"])

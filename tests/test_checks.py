@@ -20,9 +20,15 @@ def ids(**settings):
         return [message.id for message in check_settings()]
 
 
+def idempotency_messages():
+    return [m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")]
+
+
 def test_default_settings_pass():
     assert ids() == []
-    assert [m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")] == []
+    assert [
+        m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")
+    ] == []
 
 
 @pytest.mark.parametrize(
@@ -49,7 +55,9 @@ def test_bad_settings_are_reported(settings, expected):
 
 def test_checks_run_with_djangos_check_framework():
     with override_settings(IDEMPOTENCY_JOBS={"IN_FLIGHT": "queue", "TTTL": 1}):
-        messages = [m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")]
+        messages = [
+            m for m in run_checks(tags=["compatibility"]) if m.id.startswith("idempotency_jobs.")
+        ]
     assert {m.id for m in messages} == {"idempotency_jobs.E001", "idempotency_jobs.E006"}
     assert all(isinstance(m, Error) for m in messages)
 

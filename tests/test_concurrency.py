@@ -22,6 +22,7 @@ from django.db import connection
 from idempotency_jobs.models import IdempotencyKey
 from tests.helpers import (
     BODY,
+    CORE_DB,
     KEY,
     TWO_FACES,
     assert_problem,
@@ -35,7 +36,7 @@ from tests.helpers import (
 )
 from tests.testapp.models import Widget
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = CORE_DB
 
 REQUESTS = 50
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ from django.db.utils import load_backend
 from rest_framework.test import APIClient
 
 from tests.helpers import (
+    CORE_DB,
     DECORATOR,
     MIXIN,
     TWO_FACES,
@@ -22,7 +23,7 @@ from tests.helpers import (
 )
 from tests.testapp.views import Failures
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = CORE_DB
 
 FACES_STORING_4XX = pytest.mark.parametrize("path", ["/store-4xx-widgets/", "/view-widgets"])
 

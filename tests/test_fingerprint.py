@@ -12,6 +12,7 @@ from rest_framework.test import APIRequestFactory
 
 from idempotency_jobs.fingerprint import default_fingerprint
 from tests.helpers import (
+    CORE_DB,
     DECORATOR,
     KEY,
     MIXIN,
@@ -181,7 +182,7 @@ def test_other_headers_are_not_part_of_it():
 
 # Through the views ----------------------------------------------------------------------------
 
-db = pytest.mark.django_db(transaction=True)
+db = CORE_DB
 
 
 @db
@@ -233,7 +234,8 @@ def test_another_query_string_is_422(api, store, path):
     assert is_replay(post(api, f"{path}?x=1"))
 
 
-def test_another_path_with_the_same_key_is_422(api, store, transactional_db):
+@db
+def test_another_path_with_the_same_key_is_422(api, store):
     assert_executed(post(api, MIXIN))
     assert_problem(post(api, DECORATOR), 422, "idempotency_key_mismatch")
     assert widgets() == 1

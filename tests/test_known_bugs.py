@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.helpers import (
+    CORE_DB,
     TWO_FACES,
     assert_executed,
     is_replay,
@@ -15,7 +16,7 @@ from tests.helpers import (
 from tests.testapp.models import Revocation, Widget
 from tests.testapp.views import Failures
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = CORE_DB
 
 
 @TWO_FACES

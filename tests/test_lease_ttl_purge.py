@@ -13,6 +13,7 @@ from idempotency_jobs.models import IdempotencyKey
 from idempotency_jobs.responses import StoredResponse
 from idempotency_jobs.stores import Claim, Existing, get_store
 from tests.helpers import (
+    CORE_DB,
     KEY,
     REDIS_LEASE,
     TWO_FACES,
@@ -27,7 +28,7 @@ from tests.helpers import (
 )
 from tests.testapp.models import Widget
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = CORE_DB
 
 HOUR = timedelta(hours=1)
 
