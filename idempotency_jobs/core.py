@@ -6,6 +6,7 @@ claim -> view -> store outcome -> response.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -32,6 +33,7 @@ from .exceptions import (
     problem_response,
 )
 from .keys import parse_key
+from .models import IdempotencyKey
 from .responses import StoredResponse
 from .stores import Claim, Existing, Store, get_store
 
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 UNSET: Any = object()
 # Never stored, whatever STORE_4XX says: they depend on who asks and when, not on the request.
 NEVER_STORED_STATUSES = frozenset({401, 403, 408, 429})
+# Custom scope and fingerprint functions may return any string; the store's columns are bounded.
+MAX_SCOPE_LENGTH = IdempotencyKey._meta.get_field("scope").max_length
+MAX_FINGERPRINT_LENGTH = IdempotencyKey._meta.get_field("fingerprint").max_length
 ScopeFunction = Callable[[Request], str | None]
 FingerprintFunction = Callable[[Request], str]
 
@@ -89,10 +94,20 @@ def handle(
             raise IdempotencyScopeMissing()
         fingerprint = _fingerprint_function(view, options)(request)
         return IdempotentRequest(view, request, options, get_store()).run(
-            scope, key, fingerprint, call_view
+            _fit(scope, MAX_SCOPE_LENGTH),
+            key,
+            _fit(fingerprint, MAX_FINGERPRINT_LENGTH),
+            call_view,
         )
     except IdempotencyError as exc:
         return problem_response(exc)
+
+
+def _fit(value: str, max_length: int) -> str:
+    """``value``, or its SHA-256 digest (64 characters) if the store could not keep it."""
+    if len(value) <= max_length:
+        return value
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _scope_function(view: APIView, options: IdempotencyOptions) -> ScopeFunction:
@@ -221,4 +236,6 @@ def check_options(options: IdempotencyOptions) -> None:
     """Reject options that can only be mistakes, at import time rather than per request."""
     replay_status = options.replay_status
     if replay_status not in (UNSET, None) and not 200 <= int(replay_status) < 600:
-        raise IdempotencyConfigurationError(f"replay_status={replay_status!r} is not an HTTP status.")
+        raise IdempotencyConfigurationError(
+            f"replay_status={replay_status!r} is not an HTTP status."
+        )

@@ -294,3 +294,19 @@ def test_mixin_hooks_and_decorator_options(api, store, path):
     assert replay.content == first.content
     assert_executed(post(api, path, user="alice", HTTP_X_TEAM="blue"))
     assert widgets() == 2
+
+
+@db
+@TWO_FACES
+def test_fingerprint_and_scope_functions_may_return_long_strings(api, settings, store, path):
+    configure(
+        settings,
+        FINGERPRINT_FUNCTION="tests.testapp.views.verbose_fingerprint",
+        SCOPE_FUNCTION="tests.testapp.views.verbose_scope",
+    )
+    first = post(api, path)
+    assert_executed(first)
+    assert is_replay(post(api, path))
+    assert_problem(post(api, path, body={"name": "x"}), 422, "idempotency_key_mismatch")
+    assert_executed(post(api, path, user="bob"))
+    assert widgets() == 2

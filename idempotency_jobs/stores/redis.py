@@ -86,7 +86,11 @@ def unavailable_on_error() -> Iterator[None]:
 
 class RedisStore(Store):
     def __init__(
-        self, cache_alias: str = "default", *, prefix: str = "idempotency", database_alias: str = "default"
+        self,
+        cache_alias: str = "default",
+        *,
+        prefix: str = "idempotency",
+        database_alias: str = "default",
     ) -> None:
         try:
             from django_redis import get_redis_connection

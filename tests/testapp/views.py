@@ -187,6 +187,16 @@ def path_only_fingerprint(request: Request) -> str:
     return f"{request.method} {request.path}"
 
 
+def verbose_fingerprint(request: Request) -> str:
+    """A readable fingerprint, longer than a digest: the whole request in words."""
+    return f"{request.method} {request.get_full_path()} {request.body.decode()!r}" * 10
+
+
+def verbose_scope(request: Request) -> str | None:
+    """A scope longer than any column would hold."""
+    return "caller:" + request.user.username * 100
+
+
 class HookedWidgetViewSet(WidgetViewSet):
     """The mixin's hooks replaced: team scope, body-blind fingerprint."""
 
