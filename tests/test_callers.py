@@ -109,3 +109,28 @@ def test_a_refused_request_stores_nothing(api, store, path):
     Revocation.objects.all().delete()
     assert_executed(post(api, path))
     assert widgets() == 1
+
+
+def stateless(api, user):
+    return post(api, "/stateless-fn-widgets", user=None, HTTP_X_STATELESS_USER=user)
+
+
+def test_callers_that_are_no_model_instances_are_scoped_apart(api, store):
+    alice = stateless(api, "alice")
+    bob = stateless(api, "bob")
+    assert_executed(alice)
+    assert_executed(bob)
+    assert bob.json()["owner"] == "bob"
+    assert stateless(api, "alice").content == alice.content
+    assert widgets() == 2
+
+
+def test_callers_without_a_pk_are_scoped_by_their_credential(api, store):
+    alice = stateless(api, "user;token-of-alice")
+    bob = stateless(api, "user;token-of-bob")
+    assert_executed(alice)
+    assert_executed(bob)  # the same (pk-less) user name, but another credential
+    replay = stateless(api, "user;token-of-alice")
+    assert is_replay(replay)
+    assert replay.content == alice.content
+    assert widgets() == 2

@@ -44,3 +44,6 @@ from tests.testapp.jobs import WidgetJobViewSet  # noqa: E402
 jobs_router = SimpleRouter()
 jobs_router.register("widget-jobs", WidgetJobViewSet, basename="widget-job")
 urlpatterns += [path("", include(jobs_router.urls))]
+
+# Added for the core test suite: callers that are no model instances.
+urlpatterns += [path("stateless-fn-widgets", views.stateless_function)]

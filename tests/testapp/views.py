@@ -8,7 +8,13 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action, api_view, permission_classes, throttle_classes
+from rest_framework.decorators import (
+    action,
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -18,6 +24,7 @@ from rest_framework.views import APIView
 
 from idempotency_jobs.drf import IdempotencyMixin, idempotent
 
+from .auth import StatelessAuthentication
 from .models import Revocation, Widget
 
 
@@ -261,4 +268,11 @@ def methods_function(request: Request) -> Response:
 @permission_classes([IsAuthenticated, PeekingPermission])
 @idempotent
 def peeking_function(request: Request) -> Response:
+    return perform(request)
+
+
+@api_view(["POST"])
+@authentication_classes([StatelessAuthentication])
+@idempotent
+def stateless_function(request: Request) -> Response:
     return perform(request)
