@@ -128,6 +128,18 @@ def test_401_403_408_429_are_never_stored(api, settings, store, path, status):
     assert widgets() == 1
 
 
+@TWO_FACES
+@pytest.mark.parametrize("store_4xx", [False, True])
+def test_3xx_is_not_stored_and_rolled_back(api, settings, store, path, store_4xx):
+    """Only 2xx (and, if asked, 4xx) answers are kept; any other is undone like a 5xx."""
+    configure(settings, STORE_4XX=store_4xx)
+    Failures.armed.append("303")
+    assert post(api, path).status_code == 303
+    assert widgets() == 0
+    assert stored_keys(store) == 0
+    assert_executed(post(api, path))
+
+
 # Not replayable -------------------------------------------------------------------------------
 
 

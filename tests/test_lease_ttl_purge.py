@@ -171,18 +171,33 @@ def test_expired_key_with_another_body_is_a_new_request(api, store, path):
     assert widgets() == 2
 
 
-def test_ttl_is_configurable(api, settings, store):
-    configure(settings, TTL=HOUR)
-    post(api)
+def assert_ttl(store, ttl):
     if store == "redis":
         from django_redis import get_redis_connection
 
         client = get_redis_connection("redis")
         (name,) = client.keys("idempotency:*")
-        assert 0 < client.pttl(name) <= 3600 * 1000
+        assert ttl.total_seconds() * 1000 - 60_000 < client.pttl(name) <= ttl.total_seconds() * 1000
     else:
         row = IdempotencyKey.objects.get()
-        assert row.expires_at - row.created_at == HOUR
+        assert row.expires_at - row.created_at == ttl
+
+
+def test_ttl_is_24_hours_by_default(api, store):
+    post(api)
+    assert_ttl(store, 24 * HOUR)
+
+
+def test_ttl_setting(api, settings, store):
+    configure(settings, TTL=2 * HOUR)
+    post(api)
+    assert_ttl(store, 2 * HOUR)
+
+
+@pytest.mark.parametrize("path", ["/short-lived-widgets/", "/short-lived-fn-widgets"])
+def test_ttl_per_view_option(api, store, path):
+    post(api, path)
+    assert_ttl(store, HOUR)
 
 
 # purge_idempotency_keys -----------------------------------------------------------------------

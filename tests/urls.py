@@ -47,3 +47,10 @@ urlpatterns += [path("", include(jobs_router.urls))]
 
 # Added for the core test suite: callers that are no model instances.
 urlpatterns += [path("stateless-fn-widgets", views.stateless_function)]
+
+short_lived_router = SimpleRouter()
+short_lived_router.register("short-lived-widgets", views.ShortLivedViewSet, basename="short-lived")
+urlpatterns += [
+    path("", include(short_lived_router.urls)),
+    path("short-lived-fn-widgets", views.short_lived_function),
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -275,4 +276,14 @@ def peeking_function(request: Request) -> Response:
 @authentication_classes([StatelessAuthentication])
 @idempotent
 def stateless_function(request: Request) -> Response:
+    return perform(request)
+
+
+class ShortLivedViewSet(WidgetViewSet):
+    idempotency_ttl = timedelta(hours=1)
+
+
+@api_view(["POST"])
+@idempotent(ttl=timedelta(hours=1))
+def short_lived_function(request: Request) -> Response:
     return perform(request)
