@@ -123,6 +123,22 @@ def test_old_owner_can_neither_complete_nor_release_after_takeover(settings, sto
         get_store().complete(old, StoredResponse(201, b"old"))
 
 
+def test_takeover_after_a_stale_read_never_reopens_a_completed_key(settings):
+    """claim() reads the row, then takes it over with a compare-and-set: if the slow owner
+    completed in between, the key is done and must not be handed out to run again."""
+    configure(settings, STORE="database")
+    store = get_store()
+    old = claim("database")
+    expire_leases("database")
+    stale = IdempotencyKey.objects.get()  # what a new claimer read: in progress, lease run out
+    store.complete(old, StoredResponse(201, b"old"))  # the slow owner finishes just then
+    taker = Claim("user:1", KEY, "fp", "new-token")
+    assert not store._take_over(stale, taker, now=timezone.now(), lease=HOUR)
+    found = claim("database")
+    assert found.completed
+    assert found.response.body == b"old"
+
+
 def test_owner_cannot_complete_twice(store):
     owner = claim(store)
     get_store().complete(owner, StoredResponse(201, b"first"))

@@ -177,7 +177,9 @@ class DatabaseStore(Store):
                 "response_body": None,
                 "replayable": True,
             }
-        return bool(self.keys.filter(pk=row.pk, owner_token=row.owner_token).update(**changes))
+        # The state too: an owner completing between our read and this write keeps the key.
+        taken = self.keys.filter(pk=row.pk, owner_token=row.owner_token, state=row.state)
+        return bool(taken.update(**changes))
 
     @staticmethod
     def _existing(row: IdempotencyKey) -> Existing:
