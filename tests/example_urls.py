@@ -9,6 +9,8 @@ request):
   ``<name>.release``: a request caught mid-flight, holding its key's claim.
 * ``X-Test-Sleep: <seconds>``: the same place, a short pause instead.
 * ``X-Test-Leaky-Headers: 1``: the answer also carries ``Set-Cookie`` and auth headers.
+* ``X-Test-On-Commit: 1`` (in-process tests only): the callables in ``ON_COMMIT`` run when the
+  request's transaction commits, before the key store's own commit hooks.
 
 ``/test/throttled-imports`` is the same view with a one-request-per-hour throttle.
 """
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import include, path
 from rest_framework.request import Request
 from rest_framework.routers import SimpleRouter
@@ -31,9 +35,12 @@ from example_project.subscribers.views import SubscriberImportJobViewSet
 from idempotency_jobs.models import Job
 
 HOLD_LIMIT = 60.0
+ON_COMMIT: list[Callable[[], None]] = []
 
 
 def hold(request: Request) -> None:
+    if request.headers.get("X-Test-On-Commit"):
+        transaction.on_commit(lambda: [hook() for hook in ON_COMMIT])
     if seconds := request.headers.get("X-Test-Sleep"):
         time.sleep(min(float(seconds), HOLD_LIMIT))
     name = request.headers.get("X-Test-Hold")

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from idempotency_jobs.models import IdempotencyKey, Job
+from tests import example_urls
 from tests.test_reliability_support import (
+    IMPORT_URL,
     Answer,
     Background,
     Service,
+    TcpProxy,
     assert_problem,
     import_body,
+    redis_url,
     service,
     wait_for,
     workspace_secret,
@@ -158,3 +163,74 @@ def test_a_client_that_hangs_up_mid_request_gets_the_stored_response_on_retry(
     assert retry.status == 202 and retry.replayed
     assert retry.json()["id"] == str(Job.objects.get().pk)
     assert Job.objects.count() == 1
+
+
+# The Redis store's documented window ------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_goes_down_at_commit(settings: Any, redis_client: Any) -> Iterator[TcpProxy]:
+    """Keys in Redis through a proxy, which a request sent with ``X-Test-On-Commit`` closes
+    right after its database transaction commits, before the store records the outcome."""
+    proxy = TcpProxy(redis_client.connection_pool.connection_kwargs["port"])
+    settings.CACHES = {
+        **settings.CACHES,
+        "redis": {**settings.CACHES["redis"], "LOCATION": redis_url(port=proxy.port)},
+    }
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    example_urls.ON_COMMIT[:] = [proxy.down]
+    yield proxy
+    example_urls.ON_COMMIT.clear()
+    proxy.down()
+
+
+@pytest.mark.redis
+@pytest.mark.urls("tests.example_urls")
+@pytest.mark.parametrize("store", STORES)
+def test_the_outcome_lost_between_commit_and_store_write(
+    settings: Any, redis_goes_down_at_commit: TcpProxy, redis_client: Any, store: str
+) -> None:
+    """The window docs/semantics.md names, made to happen: the view's transaction commits, then
+    the key store cannot be written. The database store wrote the outcome *in* that
+    transaction: the retry replays. The Redis store could not: its claim stays in progress,
+    and once its lease ends the retry runs the operation a second time (docs/guarantees.md)."""
+    settings.IDEMPOTENCY_JOBS = {
+        "STORE": store,
+        "CACHE_ALIAS": "redis",
+        "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
+        "LEASE": 1,
+    }
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace_secret()}")
+    body = import_body(3)
+
+    def create(**headers: str) -> Any:
+        return api.post(
+            IMPORT_URL, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=KEY, **headers
+        )
+
+    first = create(HTTP_X_TEST_ON_COMMIT="1")
+    assert first.status_code == 202  # the client heard of its job
+    assert Job.objects.count() == 1
+    redis_goes_down_at_commit.up()
+
+    if store == "database":
+        retry = create()
+        assert retry.get("Idempotent-Replayed") == "true" and retry.content == first.content
+        assert Job.objects.count() == 1
+        return
+    (name,) = redis_client.keys("idempotency:*")
+    assert redis_client.hget(name, "state") == b"in_progress"
+    assert create().status_code == 409  # while the lease lasts
+    wait_for(
+        lambda: int(redis_client.hget(name, "lease")) < redis_now_ms(redis_client),
+        what="the lease to end",
+    )
+    retry = create()
+    assert retry.status_code == 202 and retry.get("Idempotent-Replayed") is None
+    assert Job.objects.count() == 2  # the operation ran twice: the Redis store's limit
+
+
+def redis_now_ms(redis_client: Any) -> int:
+    seconds, micros = redis_client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
