@@ -16,7 +16,10 @@ class Subscriber(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         BOUNCED = "bounced", "Bounced"
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="subscribers")
+    # Indexed by the composite indexes below, which all start with it.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="subscribers", db_index=False
+    )
     email = models.CharField(max_length=254)
     name = models.CharField(max_length=255, blank=True, default="")
     first_name = models.CharField(max_length=150, blank=True, default="")

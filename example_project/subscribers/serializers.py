@@ -110,7 +110,9 @@ class ExportFieldField(serializers.CharField):
 class SubscriberExportSerializer(serializers.Serializer[Any]):
     """Which subscribers (filters) and which columns (fields, in order) to export."""
 
-    fields = serializers.ListField(
+    # The member is named "fields" in the API; DRF's metaclass takes declared fields off the
+    # class, so ``Serializer.fields`` keeps working.
+    fields = serializers.ListField(  # type: ignore[assignment]
         child=ExportFieldField(),
         required=False,
         allow_empty=False,

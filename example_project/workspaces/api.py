@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 
@@ -14,6 +15,9 @@ from idempotency_jobs.exceptions import problem_exception_handler
 
 from .auth import ApiKeyAuthentication, ApiKeyBasicAuthentication, HasWorkspace, workspace_scope
 from .models import ApiKey, Workspace
+
+if TYPE_CHECKING:
+    from rest_framework.permissions import _PermissionClass
 
 __all__ = ["WorkspaceAPIMixin", "workspace_exception_handler"]
 
@@ -31,8 +35,11 @@ def workspace_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 class WorkspaceAPIMixin:
     """API-key auth, the workspace as idempotency scope, problem details. List it first."""
 
-    authentication_classes = [ApiKeyAuthentication, ApiKeyBasicAuthentication]
-    permission_classes = [HasWorkspace]
+    authentication_classes: Sequence[type[BaseAuthentication]] = [
+        ApiKeyAuthentication,
+        ApiKeyBasicAuthentication,
+    ]
+    permission_classes: Sequence[_PermissionClass] = [HasWorkspace]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Any]:
         """Problem details whatever the project's ``EXCEPTION_HANDLER``."""
