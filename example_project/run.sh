@@ -50,17 +50,30 @@ curl -X POST $BASE_URL/v1/jobs/subscriber-imports \\
 
 EOF
 
+# gunicorn's default access log names the Basic auth user: here, the API key. Leave it out.
+ACCESS_LOG_FORMAT='%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
 pids=()
 stop() {
 	trap - INT TERM EXIT
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	kill -TERM "${pids[@]}" 2>/dev/null || true
+	# Ten seconds to finish in-flight work; a worker still running then is killed (its job,
+	# if any, is picked up again by recover_jobs on the next start).
+	for _ in $(seq 50); do
+		alive=
+		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && break
+		sleep 0.2
+	done
+	kill -KILL "${pids[@]}" 2>/dev/null || true
 	wait || true
 }
 trap stop INT TERM EXIT
 
 "$PYTHON" -m gunicorn example_project.wsgi:application \
 	--bind "$HOST:$PORT" --workers "${WEB_WORKERS:-2}" --threads 4 \
-	--access-logfile - --graceful-timeout 5 --no-control-socket &
+	--access-logfile - --access-logformat "$ACCESS_LOG_FORMAT" \
+	--graceful-timeout 5 --no-control-socket &
 pids+=($!)
 
 case "${TASKS_BACKEND:-db}" in
@@ -69,7 +82,7 @@ db)
 	pids+=($!)
 	;;
 rq)
-	"$PYTHON" manage.py rqworker default &
+	"$PYTHON" manage.py rqworker default --job-class django_tasks_rq.Job &
 	pids+=($!)
 	;;
 esac

@@ -159,7 +159,7 @@ IDEMPOTENCY_JOBS: dict[str, Any] = {
 TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
 TASK_BACKENDS = {
     "db": "django_tasks_db.DatabaseBackend",
-    "rq": "django_tasks_rq.RQBackend",
+    "rq": "idempotency_jobs.rq.RQBackend",  # django-tasks-rq, adapted to django.tasks
     "immediate": "django.tasks.backends.immediate.ImmediateBackend",
 }
 if TASKS_BACKEND not in TASK_BACKENDS:

@@ -6,10 +6,12 @@ the real ``db_worker`` process, serve the docs page offline, and stop everything
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.test_example_seeds import MAILRITH_BODY, STANNP_BODY, mailrith_post, stannp_post
 from tests.test_example_support import http
@@ -31,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    for port in range(18360, 18400):
+    """A port of this suite's range (18360-18399) free right now; random, because other runs
+    of this suite may be probing the same range at the same time."""
+    ports = list(range(18360, 18400))
+    random.shuffle(ports)
+    for port in ports:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -44,6 +51,16 @@ def free_port() -> int:
 class Service:
     def __init__(self, process: subprocess.Popen[str], url: str, key: str, db: Path) -> None:
         self.process, self.url, self.key, self.db = process, url, key, db
+        self.output: list[str] = []
+
+    def log(self) -> str:
+        ps = subprocess.run(
+            ["ps", "-o", "pid,stat,wchan:24,cmd", "-g", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return "".join(self.output[-60:]) + ps.stdout
 
     def count(self, table: str) -> int:
         with sqlite3.connect(self.db) as connection:
@@ -60,18 +77,43 @@ class Service:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    port = free_port()
+@pytest.fixture(
+    params=[
+        pytest.param({"TASKS_BACKEND": "db", "IDEMPOTENCY_STORE": "database"}, id="db-worker"),
+        pytest.param(
+            {"TASKS_BACKEND": "rq", "IDEMPOTENCY_STORE": "redis"},
+            id="rq-worker-redis-keys",
+            marks=pytest.mark.redis,
+        ),
+    ]
+)
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    if request.param["TASKS_BACKEND"] == "rq":
+        flush_redis()
+    for _attempt in range(3):
+        port = free_port()
+        launched = launch(tmp_path, port, request.param)
+        if launched is None:
+            continue  # another process took the port first
+        try:
+            yield launched
+        finally:
+            kill_group(launched.process)
+        return
+    raise AssertionError("gunicorn could not bind a port in three attempts")
+
+
+def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
+    """Start run.sh on ``port``; ``None`` if its gunicorn found the port taken."""
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'service.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / f'service-{port}.sqlite3'}",
         "MEDIA_ROOT": str(tmp_path / "media"),
         "PORT": str(port),
         "PYTHON": sys.executable,
-        "TASKS_BACKEND": "db",
-        "IDEMPOTENCY_STORE": "database",
+        "REDIS_URL": settings.REDIS_URL,
         "WEB_WORKERS": "2",
+        **config,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     process = subprocess.Popen(
@@ -88,15 +130,38 @@ def service(tmp_path: Path) -> Iterator[Service]:
         key = re.search(r'API key for workspace "demo":\s+(mrk_\S+)', banner)
         assert key is not None, banner
         assert f"curl -X POST http://127.0.0.1:{port}/v1/jobs/subscriber-imports" in banner
-        url = f"http://127.0.0.1:{port}"
-        output: list[str] = []
-        threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True).start()
-        wait_for_port(port)
-        yield Service(process, url, key.group(1), tmp_path / "service.sqlite3")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        service = Service(
+            process, f"http://127.0.0.1:{port}", key.group(1), tmp_path / f"service-{port}.sqlite3"
+        )
+        threading.Thread(
+            target=lambda: service.output.extend(process.stdout or ()), daemon=True
+        ).start()
+        # Our own gunicorn must say it listens: a port probe could reach someone else's server.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = "".join(service.output)
+            if f"Listening at: http://127.0.0.1:{port}" in text:
+                return service
+            if "Connection in use" in text or process.poll() is not None:
+                kill_group(process)
+                return None
+            time.sleep(0.1)
+        raise AssertionError("gunicorn did not start:\n" + service.log())
+    except BaseException:
+        kill_group(process)
+        raise
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
 def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> str:
@@ -113,16 +178,6 @@ def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> str:
     raise AssertionError("run.sh printed no banner:\n" + "".join(lines))
 
 
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -134,7 +189,7 @@ def group_alive(pgid: int) -> bool:
 def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Service) -> None:
     # Mailrith's curl, verbatim: 202, then the same bytes; the real db_worker runs the job.
     first = mailrith_post(service.url, service.key, MAILRITH_BODY)
-    assert first.status == 202, first.body
+    assert first.status == 202, (first.body, service.log())
     replay = mailrith_post(service.url, service.key, MAILRITH_BODY)
     assert (replay.status, replay.body) == (202, first.body)
     job = service.poll(first.headers["Location"])
@@ -177,8 +232,11 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
 
     # Ctrl-C (SIGINT to the foreground process group) stops web, worker and recovery.
     os.killpg(service.process.pid, signal.SIGINT)
-    assert service.process.wait(timeout=30) is not None
-    deadline = time.monotonic() + 15
-    while group_alive(service.process.pid) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    # poll() reaps run.sh itself: a zombie still counts as a member of its process group.
+    while (service.process.poll() is None or group_alive(service.process.pid)) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.2)
-    assert not group_alive(service.process.pid)
+    assert service.process.poll() is not None, service.log()
+    assert not group_alive(service.process.pid), service.log()

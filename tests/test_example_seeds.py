@@ -2,7 +2,8 @@
 
 Mailrith: the first call answers 202 with the job; a replay answers the same bytes, still 202.
 Stannp: the first call answers 200 with ``{"success": true, "data": ...}``; a replay answers the
-same bytes with 409. Either way exactly one job / letter exists.
+same bytes with 409. Either way exactly one job / letter exists. Both with the database and the
+Redis key store (the ``store`` fixture).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def stannp_post(server: str, secret: str, body: bytes = STANNP_BODY) -> Any:
 
 
 def test_mailrith_import_with_idempotency_key(
-    live_server: Any, make_key: Callable[..., str]
+    live_server: Any, make_key: Callable[..., str], store: str
 ) -> None:
     secret = make_key("demo")
     first = mailrith_post(live_server.url, secret)
@@ -118,7 +119,9 @@ def test_mailrith_import_with_idempotency_key(
     assert Job.objects.count() == 1
 
 
-def test_stannp_letter_with_idempotency_key(live_server: Any, make_key: Callable[..., str]) -> None:
+def test_stannp_letter_with_idempotency_key(
+    live_server: Any, make_key: Callable[..., str], store: str
+) -> None:
     secret = make_key("demo")
     first = stannp_post(live_server.url, secret)
     assert first.status == 200, first.body

@@ -22,7 +22,7 @@ from typing import IO, Any, Protocol
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import connection
-from django.db.models import CharField, F, Func, QuerySet
+from django.db.models import CharField, F, Func, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -223,20 +223,38 @@ def _copy_csv(
     total: int,
     run: Progress,
 ) -> int:
-    """PostgreSQL path: the server formats the CSV; we only move bytes."""
-    sql, params = _columns(subscribers, fields).query.sql_with_params()
-    written = reported = 0
-    step = 8 * 1024 * 1024
+    """PostgreSQL path: the server formats the CSV; we only move bytes.
+
+    One ``COPY`` per ``SUBSCRIBER_EXPORT_PROGRESS_EVERY`` rows, walking the (created_at, id)
+    index: progress (the worker's heartbeat) is written between two, never on the connection
+    while a ``COPY`` holds it.
+    """
+    step = setting("SUBSCRIBER_EXPORT_PROGRESS_EVERY")
+    written = 0
+    after: tuple[datetime, int] | None = None
     with connection.cursor() as cursor:
-        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-            for data in copy:
-                out.write(data)
-                written += len(data)
-                if written - reported >= step:
-                    run.progress(rows_total=total, bytes_written=written)
-                    reported = written
-        rows: int = cursor.rowcount
-    return rows
+        while True:
+            part = subscribers if after is None else _after(subscribers, *after)
+            sql, params = _columns(part[:step], fields).query.sql_with_params()
+            with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for data in copy:
+                    out.write(data)
+            rows: int = cursor.rowcount
+            written += rows
+            run.progress(rows_total=total, rows_written=written)
+            last = part.values_list("created_at", "id")[step - 1 : step]
+            if rows < step or not last:
+                return written
+            after = last[0]
+
+
+def _after(
+    subscribers: QuerySet[Subscriber], created_at: datetime, pk: int
+) -> QuerySet[Subscriber]:
+    """The rows after (created_at, pk) in export order."""
+    return subscribers.filter(created_at__gte=created_at).filter(
+        Q(created_at__gt=created_at) | Q(id__gt=pk)
+    )
 
 
 def _store(name: str, path: str) -> str:
