@@ -41,6 +41,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         setup_django("benchmarks.settings", BENCH_DATABASE_URL=url)
         flush_redis()
         count_queries(report)
+        store_alone(report, samples, warmup)
         in_process(report, samples, warmup)
         over_http(report, samples, warmup)
         flush_redis()
@@ -69,6 +70,44 @@ def count_queries(report: Report) -> None:
         f"unkeyed {len(counts['unkeyed'])} ({', '.join(counts['unkeyed'])}); "
         f"keyed {len(counts['keyed'])} ({', '.join(counts['keyed'])}): +{extra}; "
         f"replay {len(counts['replay'])} ({', '.join(counts['replay'])})",
+    )
+
+
+def store_alone(report: Report, samples: int, warmup: int) -> None:
+    """The database work alone, no request: the floor under what a key can cost."""
+    from datetime import timedelta
+
+    from django.db import transaction
+
+    from idempotency_jobs.responses import StoredResponse
+    from idempotency_jobs.stores.base import Claim
+    from idempotency_jobs.stores.database import DatabaseStore
+    from tests.testapp.models import Widget
+
+    store, response = DatabaseStore(), StoredResponse(201, BODY, [("Location", "/widgets/1")])
+
+    def unkeyed() -> None:
+        Widget.objects.create(owner="alice", name="widget")
+
+    def keyed() -> None:
+        claim = store.claim(
+            "auth.user:1",
+            uuid.uuid4().hex,
+            "f" * 64,
+            ttl=timedelta(hours=24),
+            lease=timedelta(minutes=5),
+        )
+        assert isinstance(claim, Claim)
+        with transaction.atomic():
+            Widget.objects.create(owner="alice", name="widget")
+            store.complete(claim, response)
+
+    timings = interleave({"unkeyed": unkeyed, "keyed": keyed}, samples=samples, warmup=warmup)
+    report.add(
+        "1",
+        "database work alone (create a row; + claim, transaction, complete)",
+        f"unkeyed {ms(median(timings['unkeyed']))}, keyed {ms(median(timings['keyed']))}: "
+        f"+{ms(median(timings['keyed']) - median(timings['unkeyed']))}",
     )
 
 

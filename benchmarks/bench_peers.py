@@ -3,7 +3,8 @@
 Runs in benchmarks/.venv-peers (``python -m benchmarks.peers`` creates it). Latency of a first
 execution (a fresh key per request), interleaved, through gunicorn on PostgreSQL; then bursts
 of 50 identical concurrent requests (same caller, key and body) against 4 workers x 16 threads,
-counting the executions (Widget rows) in the database.
+and a slow request retried after its lease ran out, counting the executions (Widget rows) in
+the database.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
         latency(report, samples, warmup)
         for name, (path, store) in PACKAGES.items():
             concurrency(report, name, path, store, bursts)
+        for name, (path, store) in PACKAGES.items():
+            lease_race(report, name, path, store, 1 if args.smoke else 3)
         flush_redis()
 
 
@@ -119,6 +123,46 @@ def concurrency(report: Report, name: str, path: str, store: str, bursts: int) -
         report.check(
             exactly_once, f"{name}: {executions} executions for {BURST} identical requests"
         )
+
+
+def lease_race(report: Report, name: str, path: str, store: str, trials: int) -> None:
+    """A request slower than the lease, and its retry once the lease ran out (3 s view, 1 s
+    lease, retry after 2 s): the retry takes the key over; only one of the two may commit."""
+    from tests.testapp.models import Widget
+
+    env = {"BENCH_STORE": store, "BENCH_CONN_MAX_AGE": "0", "BENCH_LEASE_SECONDS": "1"}
+    executions: list[int] = []
+    with gunicorn(WSGI, threads=4, env=env) as port:
+        send_once(port, "/plain", body("warm-up"), USER)  # the worker's first request loads Django
+        for _ in range(trials):
+            token = uuid.uuid4().hex
+            headers = {**USER, "Idempotency-Key": f"slow-{token}"}
+
+            content = body(token)
+            first = threading.Thread(
+                target=send_once, args=(port, f"{path}?sleep=2", content, headers)
+            )
+            first.start()
+            time.sleep(1.5)
+            send_once(port, f"{path}?sleep=2", content, headers)
+            first.join()
+            executions.append(Widget.objects.filter(name=token).count())
+    exactly_once = all(count == 1 for count in executions)
+    report.add(
+        "3",
+        f"retry after the lease ran out, first still running, x {trials}: {name}",
+        f"executions {executions}",
+        "exactly 1 (ours only)",
+        exactly_once if name.startswith("ours") else None,
+    )
+    if name.startswith("ours"):
+        report.check(exactly_once, f"{name}: {executions} executions after a lease takeover")
+
+
+def send_once(port: int, path: str, content: bytes, headers: dict[str, str]) -> None:
+    client = Client(port)
+    client.post(path, content, headers)
+    client.close()
 
 
 def burst(port: int, path: str, content: bytes, headers: dict[str, str]) -> list[int]:

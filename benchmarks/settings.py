@@ -68,6 +68,11 @@ IDEMPOTENCY_JOBS = {"STORE": os.environ.get("BENCH_STORE", "database"), "CACHE_A
 # drf-idempotency: its database backend, keys kept 24 h like ours.
 IDEMPOTENCY = {"BACKEND": "drf_idempotency.backends.database.DatabaseBackend"}
 
+# How long a claim holds before a retry may take it over (default: each package's own).
+if "BENCH_LEASE_SECONDS" in os.environ:
+    IDEMPOTENCY_JOBS["LEASE"] = int(os.environ["BENCH_LEASE_SECONDS"])
+    IDEMPOTENCY["LOCK_TTL_SECONDS"] = int(os.environ["BENCH_LEASE_SECONDS"])
+
 # django-idempotency-key: its documented multi-process setup (a shared cache and a Redis lock);
 # the default in-memory storage would not even be shared between gunicorn workers.
 IDEMPOTENCY_KEY = {

@@ -5,6 +5,7 @@ Every POST that executes creates one Widget, so executions are counted in the da
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,8 @@ class PlainWidgetViewSet(viewsets.GenericViewSet):
     serializer_class = WidgetSerializer
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if "sleep" in request.query_params:  # a slow request, for the lease benchmark
+            time.sleep(float(request.query_params["sleep"]))
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         serializer.save(owner=request.user.username)
