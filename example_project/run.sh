@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the example service locally: migrate, print a fresh API key for workspace "demo" and a curl
-# line to try, then serve HTTP (gunicorn) and work off jobs (db_worker) until Ctrl-C.
+# line to try, then serve HTTP (gunicorn), work off jobs (db_worker, or rqworker with
+# TASKS_BACKEND=rq) and run job recovery, until Ctrl-C.
 #
 # Environment: PORT (8000), HOST (127.0.0.1), PYTHON, WEB_WORKERS (2), and everything
 # example_project/settings.py reads (DATABASE_URL, TASKS_BACKEND, IDEMPOTENCY_STORE, REDIS_URL…).
@@ -16,6 +17,7 @@ BASE_URL="http://$HOST:$PORT"
 export DJANGO_SETTINGS_MODULE=example_project.settings
 export PYTHONUNBUFFERED=1
 
+echo "Migrating the database…" >&2
 "$PYTHON" manage.py migrate --noinput -v 0
 KEY=$("$PYTHON" manage.py create_api_key demo --label "run.sh" 2>/dev/null)
 
