@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -140,6 +141,10 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 
     Optional: idempotency errors are problem details with or without it.
     """
+    if isinstance(exc, Http404):  # as DRF's own handler does, so they get problem bodies too
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response

@@ -1,7 +1,4 @@
-"""Bugs in idempotency_jobs found while building the example project (xfail until fixed).
-
-The example works around them in ``example_project.workspaces.api.workspace_exception_handler``.
-"""
+"""Bugs in idempotency_jobs found while building the example project, now fixed."""
 
 from __future__ import annotations
 
@@ -12,12 +9,6 @@ from django.http import Http404
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE, problem_exception_handler
 
 
-@pytest.mark.xfail(
-    reason="problem_exception_handler returns DRF's plain JSON for Django's Http404 and "
-    "PermissionDenied (DRF's exception_handler converts them, but the problem handler only "
-    "rewrites APIException instances): e.g. get_object_or_404 in JobViewSet.retrieve",
-    strict=False,
-)
 @pytest.mark.parametrize("exc", [Http404("gone"), PermissionDenied()], ids=["404", "403"])
 def test_problem_handler_answers_django_errors_as_problem_details(exc: Exception) -> None:
     response = problem_exception_handler(

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 
 from idempotency_jobs.exceptions import problem_exception_handler
@@ -19,17 +16,7 @@ from .models import ApiKey, Workspace
 if TYPE_CHECKING:
     from rest_framework.permissions import _PermissionClass
 
-__all__ = ["WorkspaceAPIMixin", "workspace_exception_handler"]
-
-
-def workspace_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
-    """``problem_exception_handler``, also for Django's ``Http404`` and ``PermissionDenied``
-    (e.g. ``get_object_or_404``), which it otherwise leaves as plain JSON."""
-    if isinstance(exc, Http404):
-        exc = NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = PermissionDenied()
-    return problem_exception_handler(exc, context)
+__all__ = ["WorkspaceAPIMixin"]
 
 
 class WorkspaceAPIMixin:
@@ -43,7 +30,7 @@ class WorkspaceAPIMixin:
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Any]:
         """Problem details whatever the project's ``EXCEPTION_HANDLER``."""
-        return workspace_exception_handler
+        return problem_exception_handler
 
     def get_idempotency_scope(self, request: Request) -> str | None:
         return workspace_scope(request)
