@@ -29,10 +29,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     errors += _check_store()
     errors += _check_keys()
     methods = {method.upper() for method in idempotency_settings.METHODS}
-    if methods & SAFE_METHODS:
+    if safe := sorted(methods & SAFE_METHODS):
         errors.append(
             Error(
-                f"{SETTINGS_NAME}['METHODS'] includes safe methods {sorted(methods & SAFE_METHODS)}.",
+                f"{SETTINGS_NAME}['METHODS'] includes safe methods {safe}.",
                 hint="Only unsafe methods (POST, PATCH, PUT, DELETE) take part.",
                 id="idempotency_jobs.E005",
             )
@@ -69,7 +69,8 @@ def _check_store() -> list[CheckMessage]:
     if store != "redis":
         return []
     alias = idempotency_settings.CACHE_ALIAS
-    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    caches: dict[str, Any] = settings.CACHES
+    backend = str(caches.get(alias, {}).get("BACKEND", ""))
     if not backend.startswith("django_redis."):
         return [
             Error(

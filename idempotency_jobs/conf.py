@@ -83,7 +83,9 @@ class IdempotencySettings:
         if name not in self.defaults:
             raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
         if name not in self._cache:
-            self._cache[name] = self._coerce(name, self.user_settings.get(name, self.defaults[name]))
+            self._cache[name] = self._coerce(
+                name, self.user_settings.get(name, self.defaults[name])
+            )
         return self._cache[name]
 
     def _coerce(self, name: str, value: Any) -> Any:

@@ -45,8 +45,8 @@ UNSET: Any = object()
 # Never stored, whatever STORE_4XX says: they depend on who asks and when, not on the request.
 NEVER_STORED_STATUSES = frozenset({401, 403, 408, 429})
 # Custom scope and fingerprint functions may return any string; the store's columns are bounded.
-MAX_SCOPE_LENGTH = IdempotencyKey._meta.get_field("scope").max_length
-MAX_FINGERPRINT_LENGTH = IdempotencyKey._meta.get_field("fingerprint").max_length
+MAX_SCOPE_LENGTH: int = IdempotencyKey._meta.get_field("scope").max_length or 255
+MAX_FINGERPRINT_LENGTH: int = IdempotencyKey._meta.get_field("fingerprint").max_length or 64
 ScopeFunction = Callable[[Request], str | None]
 FingerprintFunction = Callable[[Request], str]
 
@@ -141,7 +141,7 @@ class IdempotentRequest:
         found = self.claim(scope, key, fingerprint)
         if not isinstance(found, Claim):
             return found
-        self.request.idempotency = found
+        self.request.idempotency = found  # type: ignore[attr-defined]
         try:
             return self.execute(found, call_view)
         except BaseException:
@@ -209,7 +209,12 @@ class IdempotentRequest:
 
     def render(self, response: HttpResponseBase) -> HttpResponseBase:
         view = self.view
-        response = view.finalize_response(self.request, response, *view.args, **view.kwargs)
+        response = view.finalize_response(
+            self.request,
+            response,  # type: ignore[arg-type]  # any HttpResponse is allowed at runtime
+            *view.args,
+            **view.kwargs,
+        )
         if isinstance(response, SimpleTemplateResponse):
             response.render()
         return response

@@ -5,18 +5,23 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from .conf import idempotency_settings
-from .core import UNSET, FingerprintFunction, IdempotencyOptions, ScopeFunction, check_options, handle
+from .core import (
+    UNSET,
+    FingerprintFunction,
+    IdempotencyOptions,
+    ScopeFunction,
+    check_options,
+    handle,
+)
 
 __all__ = ["IdempotencyMixin", "idempotent"]
-
-Handler = TypeVar("Handler", bound=Callable[..., HttpResponseBase])
 
 
 class IdempotencyMixin:
@@ -34,7 +39,7 @@ class IdempotencyMixin:
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        name = request.method.lower()
+        name = (request.method or "").lower()
         handler = getattr(self, name, None)
         if handler is None or getattr(handler, "idempotency_options", None) is not None:
             return  # not handled here, or an @idempotent handler with its own options
@@ -70,7 +75,7 @@ class IdempotencyMixin:
         return fingerprint
 
 
-def idempotent(
+def idempotent[Handler: Callable[..., HttpResponseBase]](
     func: Handler | None = None,
     *,
     required: bool = UNSET,

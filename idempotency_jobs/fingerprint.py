@@ -24,7 +24,7 @@ def default_fingerprint(request: Request) -> str:
     media_type = _media_type(request)
     digest = hashlib.sha256()
     for part in (
-        request.method.encode(),
+        (request.method or "").encode(),
         request.path.encode(),
         _canonical_query(request.META.get("QUERY_STRING", "")),
         media_type.encode(),
@@ -78,7 +78,9 @@ def _raw_body(request: Request) -> bytes | None:
 
 def _multipart_data(request: Request) -> list[Any]:
     django_request = request._request
-    fields = sorted((name, value) for name, values in django_request.POST.lists() for value in values)
+    fields = sorted(
+        (name, value) for name, values in django_request.POST.lists() for value in values
+    )
     files = []
     for name, uploads in django_request.FILES.lists():
         for upload in uploads:

@@ -27,7 +27,9 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
     ) -> IdempotencyKeyQuerySet:
         """Keys the purge command may delete: expired (or older than ``older_than``), not live."""
         now = now or timezone.now()
-        old = Q(created_at__lt=now - older_than) if older_than is not None else Q(expires_at__lte=now)
+        old = (
+            Q(created_at__lt=now - older_than) if older_than is not None else Q(expires_at__lte=now)
+        )
         live = Q(state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now)
         return self.filter(old).exclude(live)
 

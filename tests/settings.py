@@ -1,10 +1,10 @@
-"""Settings for the test suite: SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL."""
+"""Test settings: SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL."""
 
 import os
 
 import dj_database_url
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connections, transaction
+from django.db.models import Field
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
@@ -121,8 +122,9 @@ class DatabaseStore(Store):
         if connection.vendor not in ("postgresql", "sqlite"):
             return self._insert_portably(values)
         meta = IdempotencyKey._meta
-        fields = [meta.get_field(name) for name in values]
+        fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
         quote = connection.ops.quote_name
+        columns = [quote(cast(str, field.column)) for field in fields]
         placeholders = ", ".join(["%s"] * len(fields))
         rows = f"VALUES ({placeholders})"
         if connection.vendor == "postgresql" and not connection.in_atomic_block:
@@ -134,10 +136,10 @@ class DatabaseStore(Store):
                 f"SELECT {placeholders} WHERE set_config('synchronous_commit', 'off', true) = 'off'"
             )
         sql = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
             f"{rows} "
             f"ON CONFLICT ({quote('scope')}, {quote('key')}) DO NOTHING "
-            f"RETURNING {quote(meta.pk.column)}"
+            f"RETURNING {quote(cast(str, meta.pk.column))}"
         )
         params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
         with connection.cursor() as cursor:
