@@ -62,7 +62,7 @@ def main() -> int:
     total = time.monotonic() - started
     table = render(results)
     header = (
-        f"{'Smoke run' if args.smoke else 'Run'} of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{'Smoke run' if args.smoke else 'Run'} finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{total:.0f} s; {machine()}; {platform.platform()}"
     )
     text = "\n".join([header, "", table, "", *(f"- {line}" for line in lines)])
