@@ -172,3 +172,17 @@ CORE_APPS = [
     "tests.testapp",
 ]
 CORE_DB = pytest.mark.django_db(transaction=True, available_apps=CORE_APPS)
+
+
+# The job JSON members SPEC §6 names.
+JOB_FIELDS = {
+    "id",
+    "object",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "progress",
+    "result",
+    "error",
+}

@@ -29,23 +29,12 @@ from idempotency_jobs.jobs import (
 from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.recovery import recover_jobs
 from idempotency_jobs.tasks import execute_job
-from tests.helpers import configure, is_replay, stored_keys
+from tests.helpers import JOB_FIELDS, configure, is_replay, stored_keys
 from tests.testapp.jobs import WidgetBatchSerializer, make_widgets
 from tests.testapp.models import Widget
 
 JOBS = "/widget-jobs/"
 NAMES = ["a", "b", "c", "d"]
-JOB_FIELDS = {
-    "id",
-    "object",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "progress",
-    "result",
-    "error",
-}
 
 
 def create(api: APIClient, body: Any = None, *, user: str = "alice", key: str | None = None) -> Any:

@@ -16,6 +16,7 @@ from rest_framework.routers import SimpleRouter
 
 import idempotency_jobs.schema  # noqa: F401  (registers the view extension, as AppConfig.ready does)
 from idempotency_jobs.drf import IdempotencyMixin
+from tests.helpers import JOB_FIELDS
 from tests.testapp import views
 from tests.testapp.jobs import WidgetJobViewSet
 
@@ -149,15 +150,5 @@ def test_a_job_create_documents_the_kind_body_and_the_202(schema: dict[str, Any]
     answer = operation["responses"]["202"]
     assert set(answer["headers"]) == {"Location", "Idempotent-Replayed"}
     job = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-    assert set(components[job]["properties"]) == {
-        "id",
-        "object",
-        "status",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "progress",
-        "result",
-        "error",
-    }
+    assert set(components[job]["properties"]) == JOB_FIELDS
     assert "201" not in operation["responses"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Field
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
@@ -30,6 +30,36 @@ def unavailable_on_error() -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as exc:
         raise IdempotencyStoreUnavailable() from exc
+
+
+FIELDS = {field.name: field for field in IdempotencyKey._meta.concrete_fields}
+
+
+@cache
+def _insert_sql(alias: str, names: tuple[str, ...], async_commit: bool) -> str:
+    """The claim's INSERT, built once per database and column list."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    meta = IdempotencyKey._meta
+    columns = ", ".join(quote(cast(str, FIELDS[name].column)) for name in names)
+    placeholders = ", ".join(["%s"] * len(names))
+    rows = f"VALUES ({placeholders})"
+    if async_commit:
+        rows = f"SELECT {placeholders} WHERE set_config('synchronous_commit', 'off', true) = 'off'"
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) {rows} "
+        f"ON CONFLICT ({quote('scope')}, {quote('key')}) DO NOTHING "
+        f"RETURNING {quote(cast(str, meta.pk.column))}"
+    )
+
+
+@cache
+def _complete_sql(alias: str, names: tuple[str, ...]) -> str:
+    """The completion's compare-and-set UPDATE, built once per database and column list."""
+    quote = connections[alias].ops.quote_name
+    assignments = ", ".join(f"{quote(name)} = %s" for name in names)
+    where = " AND ".join(f"{quote(name)} = %s" for name in ("id", "owner_token", "state"))
+    return f"UPDATE {quote(IdempotencyKey._meta.db_table)} SET {assignments} WHERE {where}"  # noqa: S608
 
 
 class DatabaseStore(Store):
@@ -74,8 +104,6 @@ class DatabaseStore(Store):
     def complete(self, claim: Claim, response: StoredResponse) -> None:
         # One UPDATE written out: building it through the ORM took longer than running it.
         connection = connections[self.database_alias]
-        meta = IdempotencyKey._meta
-        quote = connection.ops.quote_name
         changes = {
             "state": State.COMPLETED,
             "lease_expires_at": None,
@@ -84,15 +112,14 @@ class DatabaseStore(Store):
             "response_body": response.body,
             "replayable": response.replayable,
         }
-        fields = {field.name: field for field in meta.concrete_fields}
-        assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
-        where = " AND ".join(f"{quote(name)} = %s" for name in ("id", "owner_token", "state"))
-        sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where}"  # noqa: S608
         params = [
-            fields[name].get_db_prep_save(value, connection) for name, value in changes.items()
+            FIELDS[name].get_db_prep_save(value, connection) for name, value in changes.items()
         ]
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, claim.record_id, claim.token, State.IN_PROGRESS])
+            cursor.execute(
+                _complete_sql(self.database_alias, tuple(changes)),
+                [*params, claim.record_id, claim.token, State.IN_PROGRESS],
+            )
             updated = cursor.rowcount
         if not updated:
             raise IdempotencyLeaseLost()
@@ -121,29 +148,16 @@ class DatabaseStore(Store):
         connection = connections[self.database_alias]
         if connection.vendor not in ("postgresql", "sqlite"):
             return self._insert_portably(values)
-        meta = IdempotencyKey._meta
-        fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
-        quote = connection.ops.quote_name
-        columns = [quote(cast(str, field.column)) for field in fields]
-        placeholders = ", ".join(["%s"] * len(fields))
-        rows = f"VALUES ({placeholders})"
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
-            # The claim's own commit need not wait for its flush to disk: the view's commit
-            # flushes the log up to and past it, and a claim lost in a crash loses nothing
-            # but the claim, as its view had not committed. Never inside a transaction
-            # (ATOMIC_REQUESTS), whose commit must stay synchronous.
-            rows = (
-                f"SELECT {placeholders} WHERE set_config('synchronous_commit', 'off', true) = 'off'"
-            )
-        sql = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
-            f"{rows} "
-            f"ON CONFLICT ({quote('scope')}, {quote('key')}) DO NOTHING "
-            f"RETURNING {quote(cast(str, meta.pk.column))}"
-        )
-        params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        # The claim's own commit need not wait for its flush to disk: the view's commit flushes
+        # the log up to and past it, and a claim lost in a crash loses nothing but the claim, as
+        # its view had not committed. Never inside a transaction (ATOMIC_REQUESTS), whose commit
+        # must stay synchronous.
+        async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
+        params = [
+            FIELDS[name].get_db_prep_save(value, connection) for name, value in values.items()
+        ]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_insert_sql(self.database_alias, tuple(values), async_commit), params)
             row = cursor.fetchone()
         return row[0] if row else None
 
