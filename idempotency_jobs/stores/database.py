@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
@@ -33,33 +33,62 @@ def unavailable_on_error() -> Iterator[None]:
 
 
 FIELDS = {field.name: field for field in IdempotencyKey._meta.concrete_fields}
+# What a claim binds; every other column starts from a constant written into the SQL.
+CLAIM_PARAMS = (
+    "scope",
+    "key",
+    "fingerprint",
+    "owner_token",
+    "lease_expires_at",
+    "created_at",
+    "expires_at",
+)
+
+
+def _quoted(alias: str) -> tuple[str, Callable[[str], str]]:
+    quote = connections[alias].ops.quote_name
+    return quote(IdempotencyKey._meta.db_table), lambda name: quote(cast(str, FIELDS[name].column))
+
+
+def _json_literal(alias: str, text: str) -> str:
+    return f"CAST('{text}' AS jsonb)" if connections[alias].vendor == "postgresql" else f"'{text}'"
 
 
 @cache
-def _insert_sql(alias: str, names: tuple[str, ...], async_commit: bool) -> str:
-    """The claim's INSERT, built once per database and column list."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    meta = IdempotencyKey._meta
-    columns = ", ".join(quote(cast(str, FIELDS[name].column)) for name in names)
-    placeholders = ", ".join(["%s"] * len(names))
-    rows = f"VALUES ({placeholders})"
+def _insert_sql(alias: str, async_commit: bool) -> str:
+    """The claim's INSERT, built once per database."""
+    table, column = _quoted(alias)
+    constants = {
+        "state": f"'{State.IN_PROGRESS}'",
+        "response_status": "NULL",
+        "response_headers": _json_literal(alias, "[]"),
+        "response_body": "NULL",
+        "replayable": "TRUE",
+    }
+    columns = ", ".join(column(name) for name in (*CLAIM_PARAMS, *constants))
+    values = ", ".join(["%s"] * len(CLAIM_PARAMS) + list(constants.values()))
+    rows = f"VALUES ({values})"
     if async_commit:
-        rows = f"SELECT {placeholders} WHERE set_config('synchronous_commit', 'off', true) = 'off'"
+        rows = f"SELECT {values} WHERE set_config('synchronous_commit', 'off', true) = 'off'"
     return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) {rows} "
-        f"ON CONFLICT ({quote('scope')}, {quote('key')}) DO NOTHING "
-        f"RETURNING {quote(cast(str, meta.pk.column))}"
+        f"INSERT INTO {table} ({columns}) {rows} "
+        f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
+        f"RETURNING {column('id')}"
     )
 
 
 @cache
-def _complete_sql(alias: str, names: tuple[str, ...]) -> str:
-    """The completion's compare-and-set UPDATE, built once per database and column list."""
-    quote = connections[alias].ops.quote_name
-    assignments = ", ".join(f"{quote(name)} = %s" for name in names)
-    where = " AND ".join(f"{quote(name)} = %s" for name in ("id", "owner_token", "state"))
-    return f"UPDATE {quote(IdempotencyKey._meta.db_table)} SET {assignments} WHERE {where}"  # noqa: S608
+def _complete_sql(alias: str) -> str:
+    """The completion's compare-and-set UPDATE, built once per database."""
+    table, column = _quoted(alias)
+    return (
+        f"UPDATE {table} SET {column('state')} = '{State.COMPLETED}', "  # noqa: S608
+        f"{column('lease_expires_at')} = NULL, {column('response_status')} = %s, "
+        f"{column('response_headers')} = %s, {column('response_body')} = %s, "
+        f"{column('replayable')} = %s "
+        f"WHERE {column('id')} = %s AND {column('owner_token')} = %s "
+        f"AND {column('state')} = '{State.IN_PROGRESS}'"
+    )
 
 
 class DatabaseStore(Store):
@@ -104,22 +133,16 @@ class DatabaseStore(Store):
     def complete(self, claim: Claim, response: StoredResponse) -> None:
         # One UPDATE written out: building it through the ORM took longer than running it.
         connection = connections[self.database_alias]
-        changes = {
-            "state": State.COMPLETED,
-            "lease_expires_at": None,
-            "response_status": response.status,
-            "response_headers": [list(header) for header in response.headers],
-            "response_body": response.body,
-            "replayable": response.replayable,
-        }
-        params = [
-            FIELDS[name].get_db_prep_save(value, connection) for name, value in changes.items()
-        ]
+        params = (
+            response.status,
+            connection.ops.adapt_json_value([list(header) for header in response.headers], None),
+            response.body,
+            response.replayable,
+            claim.record_id,
+            claim.token,
+        )
         with connection.cursor() as cursor:
-            cursor.execute(
-                _complete_sql(self.database_alias, tuple(changes)),
-                [*params, claim.record_id, claim.token, State.IN_PROGRESS],
-            )
+            cursor.execute(_complete_sql(self.database_alias), params)
             updated = cursor.rowcount
         if not updated:
             raise IdempotencyLeaseLost()
@@ -131,40 +154,43 @@ class DatabaseStore(Store):
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
     ) -> int | None:
         """INSERT the claim unless the key exists; the new row's id, or ``None``."""
-        values = {
-            "scope": claim.scope,
-            "key": claim.key,
-            "fingerprint": claim.fingerprint,
-            "state": State.IN_PROGRESS,
-            "owner_token": claim.token,
-            "lease_expires_at": now + lease,
-            "created_at": now,
-            "expires_at": now + ttl,
-            "response_status": None,
-            "response_headers": [],
-            "response_body": None,
-            "replayable": True,
-        }
         connection = connections[self.database_alias]
         if connection.vendor not in ("postgresql", "sqlite"):
-            return self._insert_portably(values)
+            return self._insert_portably(claim, now=now, ttl=ttl, lease=lease)
         # The claim's own commit need not wait for its flush to disk: the view's commit flushes
         # the log up to and past it, and a claim lost in a crash loses nothing but the claim, as
         # its view had not committed. Never inside a transaction (ATOMIC_REQUESTS), whose commit
         # must stay synchronous.
         async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
-        params = [
-            FIELDS[name].get_db_prep_save(value, connection) for name, value in values.items()
-        ]
+        stamp = connection.ops.adapt_datetimefield_value
+        params = (
+            claim.scope,
+            claim.key,
+            claim.fingerprint,
+            claim.token,
+            stamp(now + lease),
+            stamp(now),
+            stamp(now + ttl),
+        )
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(self.database_alias, tuple(values), async_commit), params)
+            cursor.execute(_insert_sql(self.database_alias, async_commit), params)
             row = cursor.fetchone()
         return row[0] if row else None
 
-    def _insert_portably(self, values: dict[str, Any]) -> int | None:
+    def _insert_portably(
+        self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
+    ) -> int | None:
         try:
             with transaction.atomic(using=self.database_alias):
-                return self.keys.create(**values).pk
+                return self.keys.create(
+                    scope=claim.scope,
+                    key=claim.key,
+                    fingerprint=claim.fingerprint,
+                    owner_token=claim.token,
+                    lease_expires_at=now + lease,
+                    created_at=now,
+                    expires_at=now + ttl,
+                ).pk
         except IntegrityError:
             return None
 
