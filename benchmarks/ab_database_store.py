@@ -1,17 +1,22 @@
-"""A/B of the database store's perf fix (benchmarks/RESULTS.md, benchmark 1).
+"""A/B of the database store against an earlier version of it (benchmarks/RESULTS.md, 1).
 
-The shipped ``DatabaseStore`` against a subclass that restores the code before the fix: the
-claim committed synchronously, the completion built through the ORM. Keyed POSTs creating one
-row, in-process on PostgreSQL, interleaved. Not part of ``run.py``; run it by hand:
-``.venv/bin/python -m benchmarks.ab_database_store``.
+The current ``DatabaseStore`` against the one in an earlier commit (``AB_BEFORE``, loaded
+from git), keyed POSTs creating one row, in-process on PostgreSQL, interleaved with unkeyed ones.
+Not part of ``run.py``; run it by hand:
+``[AB_BEFORE=<git rev>] .venv/bin/python -m benchmarks.ab_database_store``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 import uuid
-from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from benchmarks.harness import (
@@ -27,58 +32,51 @@ from benchmarks.harness import (
 
 BODY = json.dumps({"name": "widget", "payload": {"colour": "blue", "size": 3}}).encode()
 USER = {"X-User": "alice"}
+# The last commit before this session's changes to the store.
+DEFAULT_BEFORE = "28772b2"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_store_module(rev: str) -> ModuleType:
+    """``idempotency_jobs/stores/database.py`` as it was at ``rev``, importable beside today's."""
+    source = subprocess.check_output(
+        ["git", "show", f"{rev}:idempotency_jobs/stores/database.py"], cwd=ROOT, text=True
+    )
+    name = "idempotency_jobs.stores._database_before"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "idempotency_jobs.stores"
+    sys.modules[name] = module
+    exec(compile(source, f"{rev}:database.py", "exec"), module.__dict__)  # noqa: S102
+    return module
 
 
 def run(args: argparse.Namespace, report: Report) -> None:
     samples = 40 if args.smoke else 1000
+    before_rev = os.environ.get("AB_BEFORE", DEFAULT_BEFORE)
     with pg_database("ab") as url:
         setup_django("benchmarks.settings", BENCH_DATABASE_URL=url)
-        from django.db import connections
         from django.test import Client
 
         from idempotency_jobs import core
-        from idempotency_jobs.exceptions import IdempotencyLeaseLost
         from idempotency_jobs.models import IdempotencyKey
-        from idempotency_jobs.responses import StoredResponse
-        from idempotency_jobs.stores.base import Claim
         from idempotency_jobs.stores.database import DatabaseStore, State
 
-        class BeforeFix(DatabaseStore):
-            def complete(self, claim: Claim, response: StoredResponse) -> None:
-                updated = self.keys.filter(
-                    pk=claim.record_id, owner_token=claim.token, state=State.IN_PROGRESS
-                ).update(
-                    state=State.COMPLETED,
-                    lease_expires_at=None,
-                    response_status=response.status,
-                    response_headers=[list(header) for header in response.headers],
-                    response_body=response.body,
-                    replayable=response.replayable,
-                )
-                if not updated:
-                    raise IdempotencyLeaseLost()
+        old = load_store_module(before_rev)
 
-            def _insert(
-                self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
-            ) -> int | None:
-                # Seen as inside a transaction, the shipped code keeps the synchronous commit
-                # (the autocommit INSERT itself is unchanged): the code before the fix.
-                connection = connections[self.database_alias]
-                in_atomic = connection.in_atomic_block
-                connection.in_atomic_block = True
-                try:
-                    return super()._insert(claim, now=now, ttl=ttl, lease=lease)
-                finally:
-                    connection.in_atomic_block = in_atomic
+        class Before(old.DatabaseStore):  # type: ignore[name-defined,misc]
+            def complete(self, claim: Any, response: Any, *, last: bool = False) -> None:
+                super().complete(claim, response)  # it knew no ``last``
 
-        stores: dict[str, Any] = {"before fix": BeforeFix(), "shipped": DatabaseStore()}
-        current = ["shipped"]
+        stores: dict[str, Any] = {"before": Before(), "now": DatabaseStore()}
+        current = ["now"]
         core.get_store = lambda: stores[current[0]]  # type: ignore[assignment]
         client = Client()
 
         def post(store: str | None) -> Any:
             def call() -> None:
-                current[0] = store or "shipped"
+                current[0] = store or "now"
                 headers = USER if store is None else {**USER, "Idempotency-Key": uuid.uuid4().hex}
                 response = client.post(
                     "/ours", BODY, content_type="application/json", headers=headers
@@ -88,18 +86,18 @@ def run(args: argparse.Namespace, report: Report) -> None:
             return call
 
         timings = interleave(
-            {"unkeyed": post(None), "before fix": post("before fix"), "shipped": post("shipped")},
+            {"unkeyed": post(None), "before": post("before"), "now": post("now")},
             samples=samples,
             warmup=30,
         )
         assert IdempotencyKey.objects.filter(state=State.COMPLETED).count() == 2 * (samples + 30)
     medians = ", ".join(f"{name} {ms(median(values))}" for name, values in timings.items())
-    report.add("1", f"A/B database store fix, in-process, n={samples}", medians)
-    for name in ("before fix", "shipped"):
+    report.add("1", f"A/B database store, {before_rev} vs now, in-process, n={samples}", medians)
+    for name in ("before", "now"):
         ratio, low, high = ratio_spread(timings[name], timings["unkeyed"])
         report.add("1", f"{name} / unkeyed", f"{ratio:.2f}x (blocks {low:.2f}-{high:.2f})")
-    ratio, low, high = ratio_spread(timings["shipped"], timings["before fix"])
-    report.add("1", "shipped / before fix", f"{ratio:.2f}x (blocks {low:.2f}-{high:.2f})")
+    ratio, low, high = ratio_spread(timings["now"], timings["before"])
+    report.add("1", "now / before", f"{ratio:.2f}x (blocks {low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":

@@ -183,11 +183,12 @@ class IdempotentRequest:
     def execute(self, claim: Claim, call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
         """Run the view; its writes commit with the stored outcome, or not at all."""
         alias = self.store.database_alias
+        outermost = not transaction.get_connection(alias).in_atomic_block
         try:
             with transaction.atomic(using=alias):
                 response = self.render(call_view())
                 if self.should_store(response):
-                    self.store.complete(claim, self.capture(response))
+                    self.store.complete(claim, self.capture(response), last=outermost)
                     return response
                 transaction.set_rollback(True, using=alias)
         except IdempotencyLeaseLost as exc:

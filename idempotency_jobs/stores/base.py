@@ -51,8 +51,12 @@ class Store(ABC):
         """Claim the key, or report what holds it. Raises ``IdempotencyStoreUnavailable``."""
 
     @abstractmethod
-    def complete(self, claim: Claim, response: StoredResponse) -> None:
-        """Store the outcome. Raises ``IdempotencyLeaseLost`` if the claim is no longer ours."""
+    def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
+        """Store the outcome. Raises ``IdempotencyLeaseLost`` if the claim is no longer ours.
+
+        ``last``: nothing follows in the view's transaction but its commit, which a store may
+        then send along with its own write (the ``atomic`` block finds nothing left to commit).
+        """
 
     @abstractmethod
     def release(self, claim: Claim) -> None:

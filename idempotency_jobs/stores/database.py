@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any, cast
 
 from django.db import IntegrityError, connections, transaction
-from django.db.utils import InterfaceError, OperationalError
+from django.db.utils import DataError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from ..exceptions import IdempotencyLeaseLost, IdempotencyStoreUnavailable
@@ -91,6 +91,39 @@ def _complete_sql(alias: str) -> str:
     )
 
 
+LEASE_LOST = "idempotency lease lost"
+
+
+@cache
+def _complete_and_commit_sql(alias: str) -> str:
+    update = _complete_sql(alias)
+    return (
+        f"WITH done AS ({update} RETURNING 1) "  # noqa: S608
+        f"SELECT CAST(CASE WHEN count(*) = 1 THEN '1' ELSE '{LEASE_LOST}' END AS integer) "
+        "FROM done; COMMIT"
+    )
+
+
+def _can_commit_along(connection: Any) -> bool:
+    """Whether the COMMIT may ride with our UPDATE: PostgreSQL with client-side binding (a
+    query string may then hold two statements), in the outermost ``atomic`` block."""
+    return (
+        connection.vendor == "postgresql"
+        and connection.in_atomic_block
+        and not connection.savepoint_ids
+        and _binds_client_side(connection.connection)
+    )
+
+
+def _binds_client_side(raw: Any) -> bool:
+    cursor_factory = getattr(raw, "cursor_factory", None)
+    if cursor_factory is None or type(raw).__module__.startswith("psycopg2"):
+        return type(raw).__module__.startswith("psycopg2")  # always binds client-side
+    from psycopg import ClientCursor
+
+    return issubclass(cursor_factory, ClientCursor)
+
+
 class DatabaseStore(Store):
     def __init__(self, database_alias: str = "default") -> None:
         self.database_alias = database_alias
@@ -130,7 +163,7 @@ class DatabaseStore(Store):
                     return Claim(scope, key, fingerprint, token, row.pk)
         return Existing(fingerprint, completed=False)
 
-    def complete(self, claim: Claim, response: StoredResponse) -> None:
+    def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
         # One UPDATE written out: building it through the ORM took longer than running it.
         connection = connections[self.database_alias]
         params = (
@@ -141,11 +174,28 @@ class DatabaseStore(Store):
             claim.record_id,
             claim.token,
         )
+        if last and _can_commit_along(connection):
+            self._complete_and_commit(connection, params)
+            return
         with connection.cursor() as cursor:
             cursor.execute(_complete_sql(self.database_alias), params)
             updated = cursor.rowcount
         if not updated:
             raise IdempotencyLeaseLost()
+
+    def _complete_and_commit(self, connection: Any, params: tuple[Any, ...]) -> None:
+        """The completion and the view's COMMIT in one round trip (PostgreSQL).
+
+        The statement fails when the compare-and-set matched no row, and a failing statement
+        stops the rest of the query string: the COMMIT never runs, the transaction rolls back.
+        """
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_complete_and_commit_sql(self.database_alias), params)
+        except DataError as exc:
+            if LEASE_LOST in str(exc):
+                raise IdempotencyLeaseLost() from None
+            raise
 
     def release(self, claim: Claim) -> None:
         self.keys.filter(pk=claim.record_id, owner_token=claim.token).delete()

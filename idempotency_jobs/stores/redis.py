@@ -147,7 +147,7 @@ class RedisStore(Store):
             ),
         )
 
-    def complete(self, claim: Claim, response: StoredResponse) -> None:
+    def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
         """Record the outcome once the view's database writes have committed.
 
         A claim already taken over raises here, inside the view's transaction, so its writes

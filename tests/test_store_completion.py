@@ -1,0 +1,74 @@
+"""The database store's last completion in a transaction: on PostgreSQL its UPDATE and the
+view's COMMIT go in one round trip; everywhere, the writes commit with the outcome or not at all.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from idempotency_jobs.exceptions import IdempotencyLeaseLost
+from idempotency_jobs.models import IdempotencyKey
+from idempotency_jobs.responses import StoredResponse
+from idempotency_jobs.stores import get_store
+from tests.helpers import CORE_DB, KEY, configure, widgets
+from tests.testapp.models import Widget
+
+pytestmark = CORE_DB
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def database_store(settings):
+    configure(settings, STORE="database")
+
+
+def claim():
+    return get_store().claim("user:1", KEY, "fp", ttl=24 * HOUR, lease=HOUR)
+
+
+def test_last_completion_commits_with_the_views_writes_and_runs_on_commit_hooks():
+    owner = claim()
+    hooks = []
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        Widget.objects.create(owner="alice", name="w")
+        transaction.on_commit(lambda: hooks.append("ran"))
+        get_store().complete(owner, StoredResponse(201, b"done"), last=True)
+    sent_along = [q["sql"] for q in captured.captured_queries if q["sql"].endswith("; COMMIT")]
+    assert len(sent_along) == (1 if connection.vendor == "postgresql" else 0)
+    assert widgets() == 1
+    assert hooks == ["ran"]
+    assert claim().response.body == b"done"
+
+
+def test_last_completion_after_a_takeover_rolls_the_views_writes_back():
+    old = claim()
+    IdempotencyKey.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    new = claim()
+    hooks = []
+    with pytest.raises(IdempotencyLeaseLost), transaction.atomic():
+        Widget.objects.create(owner="alice", name="w")
+        transaction.on_commit(lambda: hooks.append("ran"))
+        get_store().complete(old, StoredResponse(201, b"old"), last=True)
+    assert widgets() == 0
+    assert hooks == []
+    row = IdempotencyKey.objects.get()
+    assert (row.owner_token, row.state) == (new.token, IdempotencyKey.State.IN_PROGRESS)
+    with transaction.atomic():  # the connection is fine afterwards
+        get_store().complete(new, StoredResponse(201, b"new"), last=True)
+    assert claim().response.body == b"new"
+
+
+def test_last_completion_inside_an_outer_transaction_leaves_the_commit_to_it():
+    """Under ATOMIC_REQUESTS the view's block is a savepoint: nothing may commit early."""
+    owner = claim()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        with transaction.atomic():
+            Widget.objects.create(owner="alice", name="w")
+            get_store().complete(owner, StoredResponse(201, b"done"), last=True)
+        raise RuntimeError("the request fails after the view")
+    assert widgets() == 0
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.IN_PROGRESS
