@@ -123,6 +123,8 @@ def test_big_export_matches_and_streams(
     fill(Workspace.objects.create(name="someone-else"), 10)
     job = finished_job(api, "/v1/jobs/subscriber-exports", {})
     assert job["result"]["row_count"] == EXPORT_ROWS
+    assert Subscriber.objects.filter(workspace__name="big").count() == EXPORT_ROWS
+    assert job["progress"] == {"rows_total": EXPORT_ROWS, "rows_written": EXPORT_ROWS}
 
     stamp = "2026-04-11T09:30:00.123456Z"
     path = export_media / export_file_name(job["id"])
