@@ -11,11 +11,12 @@ __all__ = ["DEFAULTS", "setting"]
 DEFAULTS: dict[str, Any] = {
     # Largest csv_text accepted by a subscriber import (UTF-8 bytes).
     "SUBSCRIBER_IMPORT_MAX_BYTES": 20 * 1024 * 1024,
-    # Rows per upsert statement; the PostgreSQL COPY path stages bigger batches.
-    "SUBSCRIBER_IMPORT_BATCH_SIZE": 1000,
-    "SUBSCRIBER_IMPORT_COPY_BATCH_SIZE": 10000,
-    # On PostgreSQL, stage rows with COPY and upsert them in one statement per batch.
+    # Rows per upsert transaction (progress moves after each).
+    "SUBSCRIBER_IMPORT_BATCH_SIZE": 50000,
+    # On PostgreSQL, load the rows into the import's staging table with COPY (off: executemany).
     "SUBSCRIBER_IMPORT_USE_COPY": True,
+    # Storage alias (settings.STORAGES) that holds the CSVs of import jobs.
+    "SUBSCRIBER_IMPORT_STORAGE": "default",
     # Row errors kept in an import's result; the counts stay exact.
     "SUBSCRIBER_IMPORT_MAX_ERRORS": 100,
     # Rows fetched per round trip by an export, and rows between two progress writes.

@@ -1,6 +1,7 @@
 """Test settings: SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL."""
 
 import os
+import tempfile
 
 import dj_database_url
 
@@ -84,6 +85,9 @@ INSTALLED_APPS += [
     "example_project.letters",
 ]
 STATIC_URL = "static/"
+# What the example service stores (import CSVs, export files) never lands in the checkout;
+# tests that read those files set their own (tests/test_example_support.py: export_media).
+MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
 SPECTACULAR_SETTINGS = {
     "TITLE": "idempotency_jobs example service",
     "SERVE_INCLUDE_SCHEMA": False,

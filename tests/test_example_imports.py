@@ -180,7 +180,6 @@ def test_progress_moves_while_the_import_runs(
     upsert_path: str,
 ) -> None:
     settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 100
-    settings.EXAMPLE_SUBSCRIBER_IMPORT_COPY_BATCH_SIZE = 100
     settings.IDEMPOTENCY_JOBS = {**settings.IDEMPOTENCY_JOBS, "JOB_PROGRESS_INTERVAL": 0}
     api = workspace_client()
     csv_text = "Email,Name\n" + "".join(f"user{i}@example.com,U\n" for i in range(1000))

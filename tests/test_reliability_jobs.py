@@ -45,9 +45,7 @@ ROWS = 1000
 BATCH = 100
 BLOCKED_ROW = 550  # in the sixth batch: five batches (500 rows) commit before the worker blocks
 KNOBS = {
-    "IJ_TEST_EXAMPLE": json.dumps(
-        {"SUBSCRIBER_IMPORT_BATCH_SIZE": BATCH, "SUBSCRIBER_IMPORT_COPY_BATCH_SIZE": BATCH}
-    ),
+    "IJ_TEST_EXAMPLE": json.dumps({"SUBSCRIBER_IMPORT_BATCH_SIZE": BATCH}),
     "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps(
         {"JOB_PROGRESS_INTERVAL": 0, "JOB_HEARTBEAT_LEASE": 2, "JOB_STALE_AFTER": 600}
     ),

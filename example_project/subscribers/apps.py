@@ -6,3 +6,8 @@ class SubscribersConfig(AppConfig):
     label = "subscribers"
     verbose_name = "Subscribers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .import_files import connect_signals
+
+        connect_signals()

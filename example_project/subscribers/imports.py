@@ -1,27 +1,28 @@
 """Subscriber import: check a CSV when the job is created, upsert its rows when the job runs.
 
-Rows are applied in batches, each in its own transaction, as upserts keyed by (workspace, email):
-running the same job twice (a retry, a recovered worker) creates no duplicates. An empty cell
-never erases a stored value, so a partial re-import only adds information.
+The run streams the CSV (from storage: ``import_files``) in three steps, so that its memory
+does not grow with the row count:
 
-On PostgreSQL a batch is staged with ``COPY`` into a temporary table and applied with one
-``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``; elsewhere (SQLite) it is one ``SELECT`` of
-the batch's existing rows plus one ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE``.
-
-Memory is one batch plus the set of emails seen (to report duplicates); the CSV itself is
-capped by ``SUBSCRIBER_IMPORT_MAX_BYTES``.
+1. *Stage*: rows are read a slice at a time and sorted column by column (``Chunk``): the
+   candidates (a valid email; a cell too long is noted) and the rest (blank lines, ragged rows,
+   bad emails, each with its problem). All of them go to a temporary table (``import_stage``),
+   so errors and counts are kept by the database, not in Python.
+2. *Duplicates*: one statement marks each row whose email a valid earlier row already had.
+3. *Apply*: the rows are upserted by ranges of row numbers, each range in its own transaction
+   (progress moves, a worker that dies loses at most one range), by (workspace, email): running
+   the same job twice creates no duplicates, and an empty cell never erases a stored value.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import json
+import itertools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from operator import itemgetter
+from typing import Any, NamedTuple, Protocol, TextIO
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
@@ -30,6 +31,16 @@ from django.utils import timezone
 
 from example_project.conf import setting
 
+from .import_stage import (
+    BLANK,
+    EMAIL_EMPTY,
+    EMAIL_INVALID,
+    EMAIL_TOO_LONG,
+    RAGGED,
+    TOO_LONG,
+    ErrorRow,
+    Stage,
+)
 from .models import Subscriber
 
 __all__ = ["CsvProblem", "ImportPlan", "check_csv", "import_subscribers"]
@@ -39,6 +50,12 @@ FIELD_TYPES = ("email", "name", "first_name", "last_name", "custom")
 MAX_LENGTHS = {"email": 254, "name": 255, "first_name": 150, "last_name": 150, "custom": 1000}
 MAX_REPORTED_RAGGED_ROWS = 5
 ANALYZE_AFTER = 50_000  # rows created by one import
+CHUNK_ROWS = 20_000  # rows read, sorted and staged at a time
+MESSAGES = {
+    EMAIL_EMPTY: "Email is empty.",
+    EMAIL_TOO_LONG: f"Longer than {MAX_LENGTHS['email']} characters.",
+    EMAIL_INVALID: "Not a valid email address.",
+}
 
 
 class CsvProblem(ValueError):
@@ -49,14 +66,26 @@ class Progress(Protocol):
     def progress(self, **fields: Any) -> None: ...
 
 
+class MappedValue(NamedTuple):
+    """A CSV column that feeds a subscriber field other than the email."""
+
+    field: str  # name, first_name, last_name or custom
+    key: str  # the custom field's key; "" for the others
+    column_index: int
+    column: str
+
+    @property
+    def limit(self) -> int:
+        return MAX_LENGTHS[self.field]
+
+
 @dataclass(frozen=True)
 class ImportPlan:
     """Which CSV column feeds which subscriber field."""
 
     width: int
-    email: tuple[int, str]
-    fields: tuple[tuple[str, int, str], ...]  # (field name, column index, column name)
-    custom: tuple[tuple[str, int, str], ...]  # (custom key, column index, column name)
+    email: tuple[int, str]  # (column index, column name)
+    values: tuple[MappedValue, ...]  # standard fields first, then custom ones
 
     @classmethod
     def build(cls, header: Sequence[str], mappings: Sequence[dict[str, Any]]) -> ImportPlan:
@@ -71,8 +100,8 @@ class ImportPlan:
             raise CsvProblem(f"Duplicate column names in the header: {', '.join(duplicates)}.")
         index = {name: i for i, name in enumerate(columns) if name}
         email: list[tuple[int, str]] = []
-        fields: list[tuple[str, int, str]] = []
-        custom: list[tuple[str, int, str]] = []
+        fields: list[MappedValue] = []
+        custom: list[MappedValue] = []
         targets: set[str] = set()
         for mapping in mappings:
             column = mapping["csv_column"].strip()
@@ -89,12 +118,12 @@ class ImportPlan:
             if kind == "email":
                 email.append((index[column], column))
             elif kind == "custom":
-                custom.append((mapping["field"]["key"], index[column], column))
+                custom.append(MappedValue(kind, mapping["field"]["key"], index[column], column))
             else:
-                fields.append((kind, index[column], column))
+                fields.append(MappedValue(kind, "", index[column], column))
         if not email:
             raise CsvProblem("No column is mapped to the email field.")
-        return cls(len(columns), email[0], tuple(fields), tuple(custom))
+        return cls(len(columns), email[0], (*fields, *custom))
 
 
 def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
@@ -113,7 +142,7 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
         raise CsvProblem(f"csv_text is {size} bytes; the limit is {limit} bytes.")
     if "\x00" in csv_text:
         raise CsvProblem("csv_text contains a NUL character.")
-    rows = _reader(csv_text)
+    rows = _reader(io.StringIO(csv_text, newline=""))
     try:
         plan = ImportPlan.build(next(rows, ()), mappings)
         ragged: list[int] = []
@@ -134,12 +163,6 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
     return number - 1
 
 
-class ParsedRow(NamedTuple):
-    email: str
-    values: dict[str, str]  # name / first_name / last_name; empty cells left out
-    custom: dict[str, str]
-
-
 @dataclass
 class Counts:
     rows: int = 0
@@ -149,115 +172,197 @@ class Counts:
     failed: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def fail(self, row: int, column: str | None, message: str) -> None:
-        self.failed += 1
-        if len(self.errors) < setting("SUBSCRIBER_IMPORT_MAX_ERRORS"):
-            self.errors.append({"row": row, "column": column, "message": message})
-
-    def as_dict(self) -> dict[str, Any]:
+    def tally(self) -> dict[str, int]:
         return {
-            "rows": self.rows,
             "created": self.created,
             "updated": self.updated,
             "skipped": self.skipped,
             "failed": self.failed,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            **self.tally(),
             "errors": self.errors,
             "errors_truncated": self.failed > len(self.errors),
         }
 
 
 def import_subscribers(
-    workspace_id: int, csv_text: str, mappings: Sequence[dict[str, Any]], run: Progress
+    workspace_id: int,
+    csv_file: TextIO,
+    mappings: Sequence[dict[str, Any]],
+    run: Progress,
+    *,
+    rows_total: int | None = None,
 ) -> dict[str, Any]:
-    """Upsert the CSV's rows into the workspace; return the counts and row errors."""
-    total = check_csv(csv_text, mappings)
-    rows = _reader(csv_text)
-    plan = ImportPlan.build(next(rows), mappings)
-    use_copy = connection.vendor == "postgresql" and setting("SUBSCRIBER_IMPORT_USE_COPY")
-    batch_size = setting(
-        "SUBSCRIBER_IMPORT_COPY_BATCH_SIZE" if use_copy else "SUBSCRIBER_IMPORT_BATCH_SIZE"
-    )
-    upsert = _upsert_copy if use_copy else _upsert_portable
+    """Upsert the CSV's rows into the workspace; return the counts and row errors.
+
+    ``csv_file`` is read once, as a stream (open it with ``newline=""``); ``rows_total`` (the
+    row count ``check_csv`` found) is shown in the progress until the rows have been read.
+    """
+    rows = _reader(csv_file)
+    try:
+        plan = ImportPlan.build(next(rows, ()), mappings)
+    except csv.Error as exc:
+        raise CsvProblem(f"csv_text is not valid CSV: {exc}.") from None
     counts = Counts()
-    run.progress(rows_total=total, rows_processed=0, **_tally(counts))
-    for batch in _batches(_parse(rows, plan, counts), batch_size):
-        with transaction.atomic():
-            created, updated = upsert(workspace_id, batch)
-        counts.created += created
-        counts.updated += updated
-        counts.skipped += len(batch) - created - updated
-        run.progress(rows_total=total, rows_processed=counts.rows, **_tally(counts))
-    run.progress(rows_total=total, rows_processed=counts.rows, **_tally(counts))
-    if use_copy and counts.created >= ANALYZE_AFTER:
+    batch = setting("SUBSCRIBER_IMPORT_BATCH_SIZE")
+    max_errors = setting("SUBSCRIBER_IMPORT_MAX_ERRORS")
+    with Stage.created(plan) as stage:
+        for chunk in _chunks(rows, plan):
+            stage.load(chunk)
+            counts.rows = chunk.end - 2
+            run.progress(rows_total=rows_total or counts.rows, rows_processed=0, **counts.tally())
+        stage.mark_duplicates()
+        now = timezone.now()
+        for start in range(2, counts.rows + 2, batch):
+            stop = min(start + batch, counts.rows + 2)
+            with transaction.atomic():
+                tally = stage.apply(workspace_id, start, stop, now)
+            counts.created += tally.created
+            counts.updated += tally.updated
+            counts.skipped += tally.skipped
+            counts.failed += tally.failed
+            if tally.failed and len(counts.errors) < max_errors:
+                wanted = max_errors - len(counts.errors)
+                counts.errors += [
+                    _error(plan, found) for found in stage.errors(start, stop, wanted)
+                ]
+            run.progress(rows_total=counts.rows, rows_processed=stop - 2, **counts.tally())
+    run.progress(rows_total=counts.rows, rows_processed=counts.rows, **counts.tally())
+    if connection.vendor == "postgresql" and counts.created >= ANALYZE_AFTER:
         # Fresh statistics, or the next export of this workspace may sort on disk.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(Subscriber._meta.db_table)}")
     return counts.as_dict()
 
 
-def _tally(counts: Counts) -> dict[str, int]:
-    return {
-        "created": counts.created,
-        "updated": counts.updated,
-        "skipped": counts.skipped,
-        "failed": counts.failed,
-    }
+def _error(plan: ImportPlan, found: ErrorRow) -> dict[str, Any]:
+    """The row error a client sees, from what the stage holds about the row."""
+    row, problem, fields, duplicate_of = found
+    column: str | None = plan.email[1]
+    if duplicate_of is not None:
+        message = f"Duplicate of row {duplicate_of}; this row was not imported."
+    elif problem == RAGGED:
+        column, message = None, f"Expected {plan.width} fields, found {fields}."
+    elif problem is not None and problem >= TOO_LONG:
+        value = plan.values[problem - TOO_LONG]
+        column, message = value.column, f"Longer than {value.limit} characters."
+    else:
+        message = MESSAGES[problem or EMAIL_INVALID]
+    return {"row": row, "column": column, "message": message}
 
 
-def _reader(csv_text: str) -> Iterator[list[str]]:
-    return csv.reader(io.StringIO(csv_text, newline=""), strict=True)
+def _reader(csv_file: TextIO) -> Iterator[list[str]]:
+    return csv.reader(csv_file, strict=True)
 
 
-def _batches(rows: Iterator[ParsedRow], size: int) -> Iterator[list[ParsedRow]]:
-    batch: list[ParsedRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass
+class Chunk:
+    """A slice of the CSV, column by column, as it is staged.
+
+    ``numbers``, ``emails``, ``values`` (one list per ``plan.values``, cells stripped) and
+    ``too_long`` describe the candidates; ``rejected`` the other rows as
+    (row number, problem, fields found).
+    """
+
+    end: int  # the row number after the slice's last
+    numbers: Sequence[int]
+    emails: list[str]
+    values: list[list[str]]
+    too_long: list[int | None] | None  # None: no cell is too long
+    rejected: list[tuple[int, int, int | None]]
 
 
-def _parse(rows: Iterator[list[str]], plan: ImportPlan, counts: Counts) -> Iterator[ParsedRow]:
-    """Valid rows, in order; invalid ones become row errors, blank lines are skipped."""
-    seen: dict[str, int] = {}
-    email_index, email_column = plan.email
-    for number, row in enumerate(rows, start=2):
-        counts.rows += 1
-        if not any(cell.strip() for cell in row):
-            counts.skipped += 1
-            continue
-        if len(row) != plan.width:
-            counts.fail(number, None, f"Expected {plan.width} fields, found {len(row)}.")
-            continue
-        email = row[email_index].strip().lower()
-        problem = _email_problem(email)
-        if problem is None and email in seen:
-            problem = f"Duplicate of row {seen[email]}; this row was not imported."
+def _chunks(rows: Iterator[list[str]], plan: ImportPlan) -> Iterator[Chunk]:
+    """Read ``rows`` a slice at a time, sorting each slice with a few passes over whole
+    columns: almost all of the work per row is done by ``map`` and regular expressions."""
+    start = 2
+    while True:
+        try:
+            part = list(itertools.islice(rows, CHUNK_ROWS))
+        except csv.Error as exc:
+            raise CsvProblem(f"csv_text is not valid CSV: {exc}.") from None
+        except UnicodeDecodeError as exc:
+            raise CsvProblem(f"csv_text is not valid UTF-8 text ({exc.reason}).") from None
+        if not part:
+            return
+        yield _sort(part, start, plan)
+        start += len(part)
+
+
+def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
+    end = start + len(rows)
+    numbers: Sequence[int] = range(start, end)
+    rejected: list[tuple[int, int, int | None]] = []
+    if set(map(len, rows)) != {plan.width}:
+        kept = []
+        for number, row in zip(numbers, rows, strict=True):
+            if len(row) == plan.width:
+                kept.append((number, row))
+            else:
+                rejected.append((number, BLANK if _blank(row) else RAGGED, len(row)))
+        numbers, rows = [n for n, _ in kept], [row for _, row in kept]
+    emails = list(map(str.lower, map(str.strip, map(itemgetter(plan.email[0]), rows))))
+    dropped = set()
+    for i in _not_plain(emails):
+        problem = _email_problem(emails[i])
         if problem is not None:
-            counts.fail(number, email_column, problem)
-            continue
-        values: dict[str, str] = {}
-        custom: dict[str, str] = {}
-        too_long = None
-        for name, index, column in plan.fields:
-            cell = row[index].strip()
-            if len(cell) > MAX_LENGTHS[name]:
-                too_long = (column, MAX_LENGTHS[name])
-            elif cell:
-                values[name] = cell
-        for key, index, column in plan.custom:
-            cell = row[index].strip()
-            if len(cell) > MAX_LENGTHS["custom"]:
-                too_long = (column, MAX_LENGTHS["custom"])
-            elif cell:
-                custom[key] = cell
-        if too_long is not None:
-            counts.fail(number, too_long[0], f"Longer than {too_long[1]} characters.")
-            continue
-        seen[email] = number
-        yield ParsedRow(email, values, custom)
+            dropped.add(i)
+            rejected.append((numbers[i], BLANK if _blank(rows[i]) else problem, None))
+    if dropped:
+        keep = [i for i in range(len(rows)) if i not in dropped]
+        numbers = [numbers[i] for i in keep]
+        emails = [emails[i] for i in keep]
+        rows = [rows[i] for i in keep]
+    values = [
+        list(map(str.strip, map(itemgetter(value.column_index), rows))) for value in plan.values
+    ]
+    too_long: list[int | None] | None = None
+    for position, (value, cells) in enumerate(zip(plan.values, values, strict=True)):
+        if cells and max(map(len, cells)) > value.limit:
+            too_long = too_long or [None] * len(cells)
+            for i, cell in enumerate(cells):
+                if len(cell) > value.limit:
+                    too_long[i] = TOO_LONG + position  # the last column wins, as it always did
+    return Chunk(end, numbers, emails, values, too_long, rejected)
+
+
+def _blank(row: list[str]) -> bool:
+    return not any(cell.strip() for cell in row)
+
+
+# Addresses Django's EmailValidator accepts, in the plain form almost all have: lower-case
+# ASCII dot-atom, host names and a letters-only top-level domain, at most 254 characters. It is
+# a subset of Django's rules (tests/test_example_imports.py checks it), so an address that does
+# not match is only a *suspect*: Django's validator decides.
+_USER = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_DOMAIN = (
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*"
+    r"\.(?!-)[a-z-]{2,63}(?<!-)"
+)
+PLAIN_EMAIL = rf"(?=.{{1,254}}$){_USER}@{_DOMAIN}"
+_PLAIN = re.compile(PLAIN_EMAIL)
+_ALL_PLAIN = re.compile(rf"(?:(?=[^\n]{{1,254}}\n){_USER}@{_DOMAIN}\n)*")
+_NOT_PLAIN_LINE = re.compile(rf"^(?!{PLAIN_EMAIL}$)", re.MULTILINE)
+
+
+def _not_plain(emails: list[str]) -> list[int]:
+    """Indexes of the emails that are not plainly valid (usually none): one regular
+    expression over the whole column instead of one call per row."""
+    lines = "\n".join(emails) + "\n"
+    if lines.count("\n") != len(emails):  # a line break inside an address
+        return [i for i, email in enumerate(emails) if not _PLAIN.fullmatch(email)]
+    if _ALL_PLAIN.fullmatch(lines):
+        return []
+    suspects, index, position = [], 0, 0
+    for match in _NOT_PLAIN_LINE.finditer(lines, 0, len(lines) - 1):
+        index += lines.count("\n", position, match.start())
+        position = match.start()
+        suspects.append(index)
+    return suspects
 
 
 class _EagerEmailValidator(EmailValidator):
@@ -276,166 +381,13 @@ class _EagerEmailValidator(EmailValidator):
 validate_email = _EagerEmailValidator()
 
 
-def _email_problem(email: str) -> str | None:
+def _email_problem(email: str) -> int | None:
     if not email:
-        return "Email is empty."
+        return EMAIL_EMPTY
     if len(email) > MAX_LENGTHS["email"]:
-        return f"Longer than {MAX_LENGTHS['email']} characters."
+        return EMAIL_TOO_LONG
     try:
         validate_email(email)
     except ValidationError:
-        return "Not a valid email address."
+        return EMAIL_INVALID
     return None
-
-
-STAGE = "pg_temp.subscriber_import_stage"
-UPDATABLE = ("name", "first_name", "last_name", "custom_fields")
-INSERTED = ("workspace", "email", *UPDATABLE, "status", "created_at", "updated_at")
-
-
-def _upsert_portable(workspace_id: int, batch: list[ParsedRow]) -> tuple[int, int]:
-    """Read the batch's existing rows, then write only new or changed ones, merged, with one
-    ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE`` (``bulk_create`` spends most of
-    its time building SQL for each object)."""
-    existing = {
-        email: (name, first_name, last_name, custom)
-        for email, name, first_name, last_name, custom in Subscriber.objects.filter(
-            workspace_id=workspace_id, email__in=[row.email for row in batch]
-        ).values_list("email", *UPDATABLE)
-    }
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    status = Subscriber.Status.ACTIVE.value
-    to_json = _json_parameter()
-    created = updated = 0
-    changed: list[tuple[Any, ...]] = []
-    for row in batch:
-        old = existing.get(row.email)
-        if old is None:
-            created += 1
-            new = (
-                row.values.get("name", ""),
-                row.values.get("first_name", ""),
-                row.values.get("last_name", ""),
-                row.custom,
-            )
-        else:
-            new = (
-                row.values.get("name", old[0]),
-                row.values.get("first_name", old[1]),
-                row.values.get("last_name", old[2]),
-                {**old[3], **row.custom},
-            )
-            if new == old:
-                continue
-            updated += 1
-        name, first_name, last_name, custom = new
-        changed.append(
-            (
-                workspace_id,
-                row.email,
-                name,
-                first_name,
-                last_name,
-                to_json(custom),
-                status,
-                now,
-                now,
-            )
-        )
-    if changed:
-        with connection.cursor() as cursor:
-            cursor.executemany(_portable_statement(connection.vendor), changed)
-    return created, updated
-
-
-def _json_parameter() -> Callable[[dict[str, str]], Any]:
-    """How to pass a JSON value: SQLite stores text; elsewhere let the field adapt it."""
-    if connection.vendor == "sqlite":
-        return json.dumps
-    field = Subscriber._meta.get_field("custom_fields")
-    return lambda value: field.get_db_prep_save(value, connection)
-
-
-@functools.cache
-def _portable_statement(vendor: str) -> str:
-    table, column = _names()
-    targets = ", ".join(column[name] for name in INSERTED)
-    values = ", ".join(["%s"] * len(INSERTED))
-    assignments = ", ".join(
-        f"{column[name]} = excluded.{column[name]}" for name in (*UPDATABLE, "updated_at")
-    )
-    return (
-        f"INSERT INTO {table} ({targets}) VALUES ({values}) "  # noqa: S608
-        f"ON CONFLICT ({column['workspace']}, {column['email']}) DO UPDATE SET {assignments}"
-    )
-
-
-def _names() -> tuple[str, dict[str, str]]:
-    """The quoted table and column names. Identifiers only: values are always parameters."""
-    quote = connection.ops.quote_name
-    columns = {f.name: quote(str(f.column)) for f in Subscriber._meta.concrete_fields}
-    return quote(Subscriber._meta.db_table), columns
-
-
-def _upsert_copy(workspace_id: int, batch: list[ParsedRow]) -> tuple[int, int]:
-    """PostgreSQL path: COPY the batch into a temporary table, upsert it in one statement.
-
-    ``RETURNING (xmax = 0)`` tells inserted rows from updated ones; unchanged rows are filtered
-    by the ``WHERE`` of ``DO UPDATE`` and come back not at all (skipped).
-    """
-    with connection.cursor() as cursor:
-        # Dropped at commit; dropped here too when an outer transaction (a test) outlives it.
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGE} "
-            "(email text, name text, first_name text, last_name text, custom_fields jsonb) "
-            "ON COMMIT DROP"
-        )
-        with cursor.copy(
-            f"COPY {STAGE} (email, name, first_name, last_name, custom_fields) FROM STDIN"
-        ) as copy:
-            for row in batch:
-                values = row.values
-                copy.write_row(
-                    (
-                        row.email,
-                        values.get("name"),
-                        values.get("first_name"),
-                        values.get("last_name"),
-                        json.dumps(row.custom) if row.custom else None,
-                    )
-                )
-        params: dict[str, Any] = {
-            "workspace": workspace_id,
-            "now": timezone.now(),
-            "status": Subscriber.Status.ACTIVE.value,
-        }
-        cursor.execute(_upsert_statement(), params)
-        inserted = [flag for (flag,) in cursor.fetchall()]
-    created = sum(inserted)
-    return created, len(inserted) - created
-
-
-@functools.cache
-def _upsert_statement() -> str:
-    table, column = _names()
-    merged = {
-        name: f"coalesce(nullif(EXCLUDED.{column[name]}, ''), s.{column[name]})"
-        for name in ("name", "first_name", "last_name")
-    }
-    merged["custom_fields"] = f"s.{column['custom_fields']} || EXCLUDED.{column['custom_fields']}"
-    assignments = ", ".join(f"{column[name]} = {value}" for name, value in merged.items())
-    old = ", ".join(f"s.{column[name]}" for name in merged)
-    new = ", ".join(merged.values())
-    targets = ", ".join(column[name] for name in INSERTED)
-    key = f"{column['workspace']}, {column['email']}"
-    stamp = column["updated_at"]
-    return (
-        f"INSERT INTO {table} AS s ({targets}) "  # noqa: S608
-        "SELECT %(workspace)s, t.email, coalesce(t.name, ''), coalesce(t.first_name, ''), "
-        "coalesce(t.last_name, ''), coalesce(t.custom_fields, '{}'::jsonb), %(status)s, "
-        f"%(now)s, %(now)s FROM {STAGE} t "
-        f"ON CONFLICT ({key}) DO UPDATE SET {assignments}, {stamp} = EXCLUDED.{stamp} "
-        f"WHERE ({old}) IS DISTINCT FROM ({new}) "
-        "RETURNING (xmax = 0)"
-    )

@@ -64,11 +64,12 @@ class SubscriberImportSerializer(serializers.Serializer[Any]):
     mappings = MappingSerializer(many=True, allow_empty=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Check the whole CSV now; ``csv_rows`` is its row count, for the job's progress."""
         try:
-            check_csv(attrs["csv_text"], attrs["mappings"])
+            rows = check_csv(attrs["csv_text"], attrs["mappings"])
         except CsvProblem as exc:
             raise serializers.ValidationError({"csv_text": str(exc)}, code="invalid_csv") from None
-        return attrs
+        return {**attrs, "csv_rows": rows}
 
 
 class ExportFiltersSerializer(serializers.Serializer[Any]):

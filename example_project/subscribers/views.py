@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -11,6 +12,7 @@ from rest_framework import generics
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from example_project.workspaces.api import WorkspaceAPIMixin
@@ -18,6 +20,7 @@ from idempotency_jobs.jobs import JobViewSet
 from idempotency_jobs.models import Job
 
 from .exports import export_file_name, export_storage
+from .import_files import delete_csv, store_csv
 from .jobs import EXPORT, IMPORT
 from .models import Subscriber
 from .serializers import (
@@ -69,6 +72,18 @@ class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
 )
 class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
     job_kind = IMPORT
+
+    def perform_create_job(self, params: Serializer[Any], owner: str) -> Job:
+        """The CSV goes to storage and the job keeps a reference to it (``import_files``):
+        a worker then streams it instead of loading it with the job's row."""
+        data = params.validated_data
+        reference = store_csv(data.pop("csv_text"), rows=data.pop("csv_rows"))
+        data["csv_file"] = reference
+        try:
+            return super().perform_create_job(params, owner)
+        except BaseException:
+            delete_csv(reference)
+            raise
 
 
 @extend_schema_view(

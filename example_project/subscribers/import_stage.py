@@ -1,0 +1,354 @@
+"""The database side of a subscriber import: every CSV row in a temporary table.
+
+The table lives in the connection's own temporary schema (no other connection sees it; it goes
+with the connection), across the import's transactions, and is dropped at the end. Columns:
+``number`` (the CSV row number), ``email``, ``problem`` (NULL: a candidate for the upsert;
+``BLANK``: a blank line, skipped; otherwise a row error), ``found`` (fields in a ragged row),
+``duplicate_of`` (set by :meth:`Stage.mark_duplicates`) and ``v0``, ``v1``... (the mapped cells,
+stripped; '' when empty, and an empty cell never erases a stored value).
+
+PostgreSQL loads the table with ``COPY`` (``executemany`` when ``SUBSCRIBER_IMPORT_USE_COPY``
+is off) and tells created from updated rows by ``RETURNING (xmax = 0)``. SQLite loads it with
+``executemany``; the rows an upsert created are those with an id above the largest before it
+(AUTOINCREMENT ids only grow, and SQLite has one writer at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from django.db import DatabaseError, connection, transaction
+
+from example_project.conf import setting
+
+from .models import Subscriber
+
+if TYPE_CHECKING:
+    from .imports import Chunk, ImportPlan
+
+__all__ = ["BLANK", "Stage", "Tally"]
+
+logger = logging.getLogger(__name__)
+
+# A row's ``problem``; NULL: none. The row errors are the positive ones.
+BLANK = 0
+RAGGED, EMAIL_EMPTY, EMAIL_TOO_LONG, EMAIL_INVALID = 1, 2, 3, 4
+TOO_LONG = 10  # + the position in ``ImportPlan.values`` of the (last) cell that is too long
+
+NAME = "subscriber_import_stage"
+STANDARD = ("name", "first_name", "last_name")
+INSERTED = ("workspace", "email", *STANDARD, "custom_fields", "status", "created_at", "updated_at")
+ErrorRow = tuple[int, int | None, int | None, int | None]  # row, problem, found, duplicate_of
+
+
+class Tally(NamedTuple):
+    """What happened to one range of rows."""
+
+    created: int
+    updated: int
+    skipped: int  # blank, or unchanged
+    failed: int
+
+
+class Stage:
+    """One import's rows in a temporary table (see the module docstring)."""
+
+    table: str  # qualified with the temporary schema
+
+    def __init__(self, plan: ImportPlan) -> None:
+        self.plan = plan
+        self.values = [f"v{position}" for position in range(len(plan.values))]
+        self.columns = ["number", "email", "problem", "found", *self.values]
+
+    @staticmethod
+    @contextlib.contextmanager
+    def created(plan: ImportPlan) -> Iterator[Stage]:
+        """A new, empty stage for ``plan``, dropped on the way out."""
+        stages: dict[str, type[Stage]] = {"postgresql": PostgresStage, "sqlite": SqliteStage}
+        if connection.vendor not in stages:
+            raise NotImplementedError(
+                f"Imports need PostgreSQL or SQLite, not {connection.vendor}."
+            )
+        stage = stages[connection.vendor](plan)
+        stage.create()
+        try:
+            yield stage
+        finally:
+            stage.drop()
+
+    def create(self) -> None:
+        values = "".join(f", {name} text" for name in self.values)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {NAME} (number integer PRIMARY KEY, email text, "
+                f"problem smallint, found integer, duplicate_of integer{values})"
+            )
+
+    def drop(self) -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+        except DatabaseError:  # a lost connection or a broken transaction: the error that
+            logger.warning("Could not drop %s.", self.table, exc_info=True)  # matters is raised
+
+    def load(self, chunk: Chunk) -> None:
+        """Add a slice of rows: one ``executemany`` in one transaction."""
+        rows = list(_rows(chunk, len(self.values), null=None))
+        insert = (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(self.columns))})"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(insert, rows)
+
+    def mark_duplicates(self) -> None:
+        """Set ``duplicate_of`` on each row whose email an earlier candidate had, the first
+        candidate that had it (the row a client is told about)."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {self.table} AS s SET duplicate_of = d.first FROM ("  # noqa: S608
+                "SELECT number, min(number) FILTER (WHERE problem IS NULL) "
+                f"OVER (PARTITION BY email) AS first FROM {self.table} WHERE email IS NOT NULL"
+                ") AS d WHERE s.number = d.number AND d.first < d.number"
+            )
+
+    def apply(self, workspace_id: int, start: int, stop: int, now: datetime) -> Tally:
+        """Upsert the candidates among rows ``start`` to ``stop`` (excluded) and count."""
+        params = {
+            "workspace": workspace_id,
+            "status": Subscriber.Status.ACTIVE.value,
+            "now": connection.ops.adapt_datetimefield_value(now),
+            "start": start,
+            "stop": stop,
+            **{f"k{position}": value.key for position, value in enumerate(self.plan.values)},
+        }
+        with connection.cursor() as cursor:
+            created, updated = self.upsert(cursor, params)
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE problem IS NULL AND duplicate_of IS NULL), "  # noqa: S608
+                f"count(*) FILTER (WHERE problem = {BLANK}), "
+                f"count(*) FILTER (WHERE problem > {BLANK} OR duplicate_of IS NOT NULL) "
+                f"FROM {self.table} WHERE number >= %s AND number < %s",
+                [start, stop],
+            )
+            candidates, blank, failed = cursor.fetchone()
+        return Tally(created, updated, blank + candidates - created - updated, failed)
+
+    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
+        """Run the upsert of a range; return how many rows it created and updated."""
+        raise NotImplementedError
+
+    def errors(self, start: int, stop: int, limit: int) -> list[ErrorRow]:
+        """The first ``limit`` row errors among rows ``start`` to ``stop`` (excluded)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT number, problem, found, duplicate_of "  # noqa: S608
+                f"FROM {self.table} WHERE number >= %s AND number < %s "
+                f"AND (problem > {BLANK} OR duplicate_of IS NOT NULL) ORDER BY number LIMIT %s",
+                [start, stop, limit],
+            )
+            return list(cursor.fetchall())
+
+    def insert(self, custom: str, no_custom: str, *, key_type: str = "", order: str = "") -> str:
+        """``INSERT ... SELECT`` of the candidates of a range, for ``upsert`` to complete.
+
+        ``custom`` builds the custom fields' JSON object from ``{pairs}`` (``key, value, ...``,
+        keys as parameters cast to ``key_type``, NULL for an empty cell); ``no_custom`` when
+        none is mapped.
+        """
+        table, column = _names()
+        mapped = self._mapped()
+        pairs = [
+            f"%(k{position})s{key_type}, nullif(t.{name}, '')"
+            for position, name in enumerate(self.values)
+            if self.plan.values[position].field == "custom"
+        ]
+        selected = [
+            "%(workspace)s",
+            "t.email",
+            *(f"t.{mapped[name]}" if name in mapped else "''" for name in STANDARD),
+            custom.format(pairs=", ".join(pairs)) if pairs else no_custom,
+            "%(status)s",
+            "%(now)s",
+            "%(now)s",
+        ]
+        return (
+            f"INSERT INTO {table} AS s ({', '.join(column[name] for name in INSERTED)}) "  # noqa: S608
+            f"SELECT {', '.join(selected)} FROM {self.table} t "
+            "WHERE t.number >= %(start)s AND t.number < %(stop)s "
+            f"AND t.problem IS NULL AND t.duplicate_of IS NULL {order}"
+        )
+
+    def _mapped(self) -> dict[str, str]:
+        """Standard field -> its stage column, for the fields the import maps."""
+        return {
+            value.field: name
+            for value, name in zip(self.plan.values, self.values, strict=True)
+            if value.field in STANDARD
+        }
+
+    def _custom_positions(self) -> list[int]:
+        return [i for i, value in enumerate(self.plan.values) if value.field == "custom"]
+
+
+class PostgresStage(Stage):
+    table = f"pg_temp.{NAME}"
+
+    def load(self, chunk: Chunk) -> None:
+        """``COPY`` in text format, the lines built a column at a time."""
+        if not setting("SUBSCRIBER_IMPORT_USE_COPY"):
+            super().load(chunk)
+            return
+        line = "\t".join(["{}"] * len(self.columns)) + "\n"
+        with connection.cursor() as cursor:
+            copy_in = f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
+            with cursor.copy(copy_in) as copy:
+                copy.write("".join(map(line.format, *_copy_columns(chunk))))
+                rejected = _rows(chunk, len(self.values), null=r"\N", candidates=False)
+                copy.write("".join(line.format(*row) for row in rejected))
+
+    def mark_duplicates(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {self.table}")  # nobody analyzes temporary tables for us
+        super().mark_duplicates()
+
+    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
+        cursor.execute(self._statement(), params)
+        created, updated = cursor.fetchone()
+        return int(created), int(updated)
+
+    def _statement(self) -> str:
+        """One statement: the upsert, in email order (two imports that meet lock rows in the
+        same order), and its counts. An unchanged row is not updated, so not returned."""
+        _, column = _names()
+        new = {
+            column[name]: f"coalesce(nullif(EXCLUDED.{column[name]}, ''), s.{column[name]})"
+            for name in self._mapped()
+        }
+        if self._custom_positions():
+            fields = column["custom_fields"]
+            new[fields] = f"s.{fields} || EXCLUDED.{fields}"
+        if new:
+            stamp = column["updated_at"]
+            update = (
+                f"DO UPDATE SET {', '.join(f'{name} = {value}' for name, value in new.items())}, "
+                f"{stamp} = EXCLUDED.{stamp} "
+                f"WHERE ({', '.join(f's.{name}' for name in new)}) "
+                f"IS DISTINCT FROM ({', '.join(new.values())})"
+            )
+        else:
+            update = "DO NOTHING"
+        insert = self.insert(
+            custom="jsonb_strip_nulls(jsonb_build_object({pairs}))",
+            no_custom="'{}'::jsonb",
+            key_type="::text",
+            order="ORDER BY t.email",
+        )
+        return (
+            f"WITH up AS ({insert} "  # noqa: S608
+            f"ON CONFLICT ({column['workspace']}, {column['email']}) {update} "
+            "RETURNING (xmax = 0) AS created) "
+            "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM up"
+        )
+
+
+class SqliteStage(Stage):
+    table = f"temp.{NAME}"
+
+    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
+        table, column = _names()
+        cursor.execute(f"SELECT coalesce(max({column['id']}), 0) FROM {table}")  # noqa: S608
+        (before,) = cursor.fetchone()
+        cursor.execute(self._statement(), params)
+        changed = cursor.rowcount
+        cursor.execute(f"SELECT count(*) FROM {table} WHERE {column['id']} > %s", [before])  # noqa: S608
+        (created,) = cursor.fetchone()
+        return created, changed - created
+
+    def _statement(self) -> str:
+        """Custom fields are JSON text: ``json_patch`` merges them (an empty cell is a NULL,
+        which ``json_patch`` onto '{}' leaves out); a custom value has changed when its key
+        does not hold that very string yet."""
+        _, column = _names()
+        assignments, changed = [], []
+        for name in self._mapped():
+            new = f"coalesce(nullif(EXCLUDED.{column[name]}, ''), s.{column[name]})"
+            assignments.append(f"{column[name]} = {new}")
+            changed.append(f"s.{column[name]} <> {new}")
+        if self._custom_positions():
+            fields = column["custom_fields"]
+            assignments.append(f"{fields} = json_patch(s.{fields}, EXCLUDED.{fields})")
+            for position in self._custom_positions():
+                path = f"'$.\"' || %(k{position})s || '\"'"
+                new = f"json_extract(EXCLUDED.{fields}, {path})"
+                changed.append(
+                    f"({new} IS NOT NULL AND (json_type(s.{fields}, {path}) IS NOT 'text' "
+                    f"OR json_extract(s.{fields}, {path}) IS NOT {new}))"
+                )
+        if assignments:
+            stamp = column["updated_at"]
+            update = (
+                f"DO UPDATE SET {', '.join(assignments)}, {stamp} = EXCLUDED.{stamp} "
+                f"WHERE {' OR '.join(changed)}"
+            )
+        else:
+            update = "DO NOTHING"
+        insert = self.insert(custom="json_patch('{{}}', json_object({pairs}))", no_custom="'{}'")
+        return f"{insert} ON CONFLICT ({column['workspace']}, {column['email']}) {update}"
+
+
+def _names() -> tuple[str, dict[str, str]]:
+    """The quoted table and column names. Identifiers only: values are always parameters."""
+    quote = connection.ops.quote_name
+    columns = {f.name: quote(str(f.column)) for f in Subscriber._meta.concrete_fields}
+    return quote(Subscriber._meta.db_table), columns
+
+
+def _rows(
+    chunk: Chunk, values: int, *, null: Any, candidates: bool = True
+) -> Iterator[tuple[Any, ...]]:
+    """The chunk's rows as tuples of the stage's columns: its candidates, then the rest."""
+    if candidates:
+        yield from zip(
+            chunk.numbers,
+            chunk.emails,
+            chunk.too_long or itertools.repeat(None),
+            itertools.repeat(None),
+            *chunk.values,
+            strict=False,
+        )
+    for number, problem, found in chunk.rejected:
+        yield (number, null, problem, null if found is None else found, *[null] * values)
+
+
+def _copy_columns(chunk: Chunk) -> list[Iterable[Any]]:
+    """The candidates' columns as ``COPY`` text: cells escaped, NULL as ``\\N``."""
+    problems: Iterable[Any] = (
+        [r"\N" if p is None else p for p in chunk.too_long]
+        if chunk.too_long
+        else itertools.repeat(r"\N")
+    )
+    return [
+        chunk.numbers,
+        _copy_escaped(chunk.emails),
+        problems,
+        itertools.repeat(r"\N"),
+        *map(_copy_escaped, chunk.values),
+    ]
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escaped(cells: list[str]) -> list[str]:
+    """Escape what ``COPY``'s text format gives a meaning to; most columns have none of it."""
+    joined = "".join(cells)
+    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+        return [cell.translate(_COPY_ESCAPES) for cell in cells]
+    return cells
