@@ -13,10 +13,10 @@ import csv
 import io
 import logging
 import os
-import select
+import selectors
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any, Protocol
 
@@ -269,52 +269,62 @@ def _copy_out(sql: str, params: Sequence[Any], out: IO[bytes]) -> int:
     Straight on libpq (psycopg's ``pgconn``): the server sends one message per row, and
     psycopg's ``Copy`` iterator spends more time on each message than the server on each row.
     """
-    from psycopg import ClientCursor, pq
+    from psycopg import ClientCursor
+    from psycopg.pq import ExecStatus
 
     connection.ensure_connection()
     query = ClientCursor(connection.connection).mogrify(sql, params)  # COPY takes no parameters
     pgconn = connection.connection.pgconn
     try:
-        pgconn.send_query(query.encode())
-        while pgconn.flush():
-            select.select([], [pgconn.socket], [])
-        started = _result(pgconn)
-        if started is not None and started.status == pq.ExecStatus.COPY_OUT:
-            read, write = pgconn.get_copy_data, out.write
-            while True:
-                size, data = read(1)  # 1: never blocks; 0 means no whole row received yet
-                if size > 0:
-                    write(data)
-                elif size == 0:
-                    _receive(pgconn)
-                else:
-                    break
-            ended = _result(pgconn)
-        else:
-            ended = started
-        while _result(pgconn) is not None:
-            pass
+        with selectors.DefaultSelector() as selector:  # waits without holding the GIL
+            selector.register(pgconn.socket, selectors.EVENT_WRITE)
+            pgconn.send_query(query.encode())
+            while pgconn.flush():
+                selector.select()
+            selector.modify(pgconn.socket, selectors.EVENT_READ)
+
+            def receive() -> None:
+                selector.select()
+                pgconn.consume_input()
+
+            ended = _read_copy(pgconn, receive, out)
     except BaseException:
         # The connection may be mid-COPY: drop it rather than leave the server writing to it.
         connection.close()
         raise
-    if ended is None or ended.status != pq.ExecStatus.COMMAND_OK:
+    if ended is None or ended.status != ExecStatus.COMMAND_OK:
         message = ended.get_error_message() if ended is not None else "no result"
         raise DatabaseError(f"Export COPY failed: {message}")
     return int(ended.command_tuples or 0)
 
 
-def _result(pgconn: Any) -> Any:
-    """libpq's next result of the running query (``None`` after the last), waiting for it
-    without holding the GIL."""
+def _read_copy(pgconn: Any, receive: Callable[[], None], out: IO[bytes]) -> Any:
+    """Write the rows of the running ``COPY`` to ``out``; return its final result (the first
+    one if it never started), with every result read so that the connection is idle again."""
+    from psycopg.pq import ExecStatus
+
+    ended = started = _result(pgconn, receive)
+    if started is not None and started.status == ExecStatus.COPY_OUT:
+        read, write = pgconn.get_copy_data, out.write
+        while True:
+            size, data = read(1)  # 1: never blocks; 0 means no whole row received yet
+            if size > 0:
+                write(data)
+            elif size == 0:
+                receive()
+            else:
+                break
+        ended = _result(pgconn, receive)
+    while _result(pgconn, receive) is not None:
+        pass
+    return ended
+
+
+def _result(pgconn: Any, receive: Callable[[], None]) -> Any:
+    """libpq's next result of the running query, ``None`` after the last one."""
     while pgconn.is_busy():
-        _receive(pgconn)
+        receive()
     return pgconn.get_result()
-
-
-def _receive(pgconn: Any) -> None:
-    select.select([pgconn.socket], [], [])
-    pgconn.consume_input()
 
 
 def _store(name: str, path: str) -> str:
