@@ -434,3 +434,19 @@ def test_rows_deleted_between_two_copies_move_no_step_boundary(settings: Any) ->
     with export_storage().open(export_file_name(job_id)) as file:
         rows = list(csv.reader(io.StringIO(file.read().decode(), newline="")))
     assert rows == [["email"], *([s.email] for s in subscribers)]
+
+
+@pytest.mark.parametrize("every", [1, 2, 24, 25, 26])
+def test_every_step_size_writes_each_row_once(export_path: str, settings: Any, every: int) -> None:
+    """Steps (and chunks) of one row, of a row count's divisors and of more than all rows."""
+    settings.EXAMPLE_SUBSCRIBER_EXPORT_PROGRESS_EVERY = every
+    settings.EXAMPLE_SUBSCRIBER_EXPORT_CHUNK_SIZE = every
+    subscribers = add_subscribers("acme", 25)
+    job_id, run = uuid.uuid4(), RecordingRun()
+    result = export_subscribers(subscribers[0].workspace_id, job_id, ["email", "name"], {}, run)
+    assert result["row_count"] == 25
+    assert run.calls[0] == {"rows_total": 25, "rows_written": 0}
+    assert run.calls[-1] == {"rows_total": 25, "rows_written": 25}
+    with export_storage().open(export_file_name(job_id)) as file:
+        rows = list(csv.reader(io.StringIO(file.read().decode(), newline="")))
+    assert rows == [["email", "name"], *([s.email, s.name] for s in subscribers)]
