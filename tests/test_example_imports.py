@@ -1,19 +1,27 @@
-"""Subscriber import jobs: row errors, upserts, re-runs, progress, and CSVs refused up front."""
+"""Subscriber import jobs: row errors, upserts, re-runs, progress, CSVs refused up front, the
+CSV kept in storage, and how a run reads it (a slice at a time) and sorts its rows."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.test import TestCase
 from rest_framework.test import APIClient
 
+from example_project.subscribers import imports
+from example_project.subscribers.imports import import_subscribers
 from example_project.subscribers.jobs import IMPORT
 from example_project.subscribers.models import Subscriber
-from idempotency_jobs.jobs import JobRun
+from example_project.workspaces.models import Workspace
+from idempotency_jobs.jobs import JobRun, JobViewSet
 from idempotency_jobs.models import Job
 from idempotency_jobs.tasks import execute_job
 from tests.test_example_support import export_media, make_key, no_jobs_run, workspace_client
@@ -308,3 +316,282 @@ def test_jobs_belong_to_their_workspace(workspace_client: Callable[..., APIClien
     # The same email in another workspace is another subscriber.
     run_import(other, "Email,Name\nada@example.com,Ada (other)\n")
     assert Subscriber.objects.count() == 2
+
+
+# Where the CSV lives: in storage, referred to by the job --------------------------------------
+
+JOB_MEMBERS = {
+    "id",
+    "object",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "progress",
+    "result",
+    "error",
+}
+
+
+def test_the_job_keeps_a_reference_to_the_stored_csv_not_the_csv(
+    workspace_client: Callable[..., APIClient], export_media: Path, no_jobs_run: None
+) -> None:
+    api = workspace_client()
+    csv_text = "Email,Name\nada@example.com,Ada Lovelace\r\nalan@example.com,Alan Türing\n"
+    created = create_import(api, csv_text)
+    assert created.status_code == 202
+    job = Job.objects.get(pk=created.json()["id"])
+    assert set(job.params) == {"csv_file", "mappings"}  # the row does not grow with the CSV
+    reference = job.params["csv_file"]
+    assert reference == {"name": reference["name"], "size": len(csv_text.encode()), "rows": 2}
+    assert (export_media / reference["name"]).read_bytes() == csv_text.encode()
+    assert set(api.get(created["Location"]).json()) == JOB_MEMBERS  # the job JSON is unchanged
+
+
+def test_the_csv_stays_while_its_job_exists_and_goes_with_it(
+    workspace_client: Callable[..., APIClient], export_media: Path, no_jobs_run: None
+) -> None:
+    job_id = create_import(workspace_client(), "Email,Name\nada@example.com,Ada\n").json()["id"]
+    assert execute_job(job_id) == "succeeded"
+    stored = export_media / Job.objects.get(pk=job_id).params["csv_file"]["name"]
+    assert stored.exists()  # a job can run again (tests above) and needs its input
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        Job.objects.filter(pk=job_id).delete()
+    assert not stored.exists()
+
+
+def test_no_csv_is_left_behind_when_its_job_cannot_be_created(
+    workspace_client: Callable[..., APIClient], export_media: Path, monkeypatch: Any
+) -> None:
+    def fail(self: JobViewSet, params: Any, owner: str) -> Job:
+        raise RuntimeError("the job row could not be written")
+
+    monkeypatch.setattr(JobViewSet, "perform_create_job", fail)
+    with pytest.raises(RuntimeError):
+        create_import(workspace_client(), "Email,Name\nada@example.com,Ada\n")
+    assert list((export_media / "imports").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_job_whose_csv_is_gone_fails_cleanly(
+    workspace_client: Callable[..., APIClient],
+    export_media: Path,
+    no_jobs_run: None,
+    damage: str,
+) -> None:
+    job_id = create_import(workspace_client(), "Email,Name\nada@example.com,Ada\n").json()["id"]
+    stored = export_media / Job.objects.get(pk=job_id).params["csv_file"]["name"]
+    if damage == "deleted":
+        stored.unlink()
+    else:
+        stored.write_bytes(stored.read_bytes()[:-5])
+    assert execute_job(job_id) == "failed"
+    assert Job.objects.get(pk=job_id).error["code"] == "csv_file_missing"
+    assert not Subscriber.objects.exists()
+
+
+def test_a_job_queued_with_its_csv_in_params_still_runs(
+    workspace_client: Callable[..., APIClient], no_jobs_run: None
+) -> None:
+    """Jobs created before CSVs went to storage carry ``csv_text``."""
+    workspace_client("acme")
+    params = {"csv_text": "Email,Name\nada@example.com,Ada\n", "mappings": MAPPINGS}
+    owner = Workspace.objects.get(name="acme").scope
+    job = Job.objects.create(kind=IMPORT.name, owner=owner, params=params)
+    assert execute_job(str(job.pk)) == "succeeded"
+    job.refresh_from_db()
+    assert (job.result["created"], job.progress["rows_total"]) == (1, 1)
+
+
+# How the run reads and sorts the rows --------------------------------------------------------
+
+
+class Lines:
+    """A CSV as the lines of a file, remembering how many have been read."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = io.StringIO(text, newline="")
+        self.read = 0
+
+    def __iter__(self) -> Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.read += 1
+        return line
+
+
+class Watch:
+    """A progress sink noting how far the CSV had been read at each report."""
+
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
+        self.seen: list[tuple[int, int]] = []  # (lines read, rows_processed)
+
+    def progress(self, **fields: Any) -> None:
+        self.seen.append((self.lines.read, fields["rows_processed"]))
+
+
+def import_text(text: str, mappings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    workspace, _ = Workspace.objects.get_or_create(name="direct")
+    lines = io.StringIO(text, newline="")
+    return import_subscribers(workspace.pk, lines, mappings or MAPPINGS, Watch(Lines("")))
+
+
+def test_the_csv_is_read_a_slice_at_a_time(
+    monkeypatch: Any, settings: Any, upsert_path: str
+) -> None:
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 100)
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 250
+    workspace = Workspace.objects.create(name="stream")
+    lines = Lines("Email,Name\n" + "".join(f"user{i}@example.com,U\n" for i in range(1000)))
+    watch = Watch(lines)
+    result = import_subscribers(workspace.pk, lines, MAPPINGS, watch, rows_total=1000)
+    # While staging, the header and one slice more each time: never the whole file at once.
+    assert [read for read, processed in watch.seen if processed == 0][:3] == [101, 201, 301]
+    assert [processed for _, processed in watch.seen if processed] == [250, 500, 750, 1000, 1000]
+    assert (result["rows"], result["created"]) == (1000, 1000)
+
+
+def test_duplicates_are_found_across_slices_and_batches(
+    monkeypatch: Any, settings: Any, upsert_path: str
+) -> None:
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 50)
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 60
+    rows = [f"user{i}@example.com,User {i}" for i in range(300)]  # rows 2 to 301
+    rows[10] = f"first@example.com,{'x' * 300}"  # row 12: too long, so not imported
+    rows[40] = "FIRST@example.com,First"  # row 42: the first valid one
+    rows[120] = "user5@example.com,Five again"  # row 122: row 7 had it
+    rows[250] = " first@example.com ,Again"  # row 252: another slice, another batch
+    rows[280] = f"first@example.com,{'y' * 300}"  # row 282: a duplicate before being too long
+    result = import_text("Email,Name\n" + "\n".join(rows) + "\n")
+    duplicate = "Duplicate of row {}; this row was not imported."
+    assert result["errors"] == [
+        {"row": 12, "column": "Name", "message": "Longer than 255 characters."},
+        {"row": 122, "column": "Email", "message": duplicate.format(7)},
+        {"row": 252, "column": "Email", "message": duplicate.format(42)},
+        {"row": 282, "column": "Email", "message": duplicate.format(42)},
+    ]
+    assert (result["created"], result["failed"], result["skipped"]) == (296, 4, 0)
+    assert Subscriber.objects.get(email="first@example.com").name == "First"
+    assert Subscriber.objects.get(email="user5@example.com").name == "User 5"
+
+
+def test_blank_and_ragged_rows_across_slices(monkeypatch: Any, upsert_path: str) -> None:
+    """Ragged rows are refused when a job is created; a run still counts them, one by one."""
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 3)
+    text = (
+        "\ufeffEmail,Name\r\n"
+        "a@example.com,A\r\n"  # row 2
+        "\r\n"  # row 3: blank, skipped
+        " , \t\r\n"  # row 4: blank cells, skipped
+        "b@example.com\r\n"  # row 5: one field
+        "c@example.com,C,extra\r\n"  # row 6: three fields
+        "  \r\n"  # row 7: one blank field, skipped
+        ",Nobody\r\n"  # row 8
+        "d@example.com,D"  # row 9, no line end
+    )
+    result = import_text(text)
+    assert result["errors"] == [
+        {"row": 5, "column": None, "message": "Expected 2 fields, found 1."},
+        {"row": 6, "column": None, "message": "Expected 2 fields, found 3."},
+        {"row": 8, "column": "Email", "message": "Email is empty."},
+    ]
+    assert (result["rows"], result["created"], result["skipped"], result["failed"]) == (8, 2, 3, 3)
+
+
+def test_row_errors_are_the_first_ones_by_row_whatever_their_kind(
+    monkeypatch: Any, settings: Any, upsert_path: str
+) -> None:
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 4)
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 5
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_MAX_ERRORS = 3
+    rows = [f"user{i}@example.com,U" for i in range(40)]
+    rows[3] = "user0@example.com,U"  # row 5: duplicate, found in SQL
+    rows[9] = "not-an-email,U"  # row 11: found in Python
+    rows[30] = f"late@example.com,{'x' * 256}"  # row 32: too long
+    rows[31] = "bad@,U"  # row 33
+    result = import_text("Email,Name\n" + "\n".join(rows) + "\n")
+    assert [(e["row"], e["message"][:12]) for e in result["errors"]] == [
+        (5, "Duplicate of"),
+        (11, "Not a valid "),
+        (32, "Longer than "),
+    ]
+    assert (result["failed"], result["errors_truncated"], result["created"]) == (4, True, 36)
+
+
+def test_emails_are_accepted_exactly_as_djangos_validator_does(upsert_path: str) -> None:
+    """Plain addresses take a fast path; the others are Django's to judge, row by row."""
+    local = "a" * 64
+    emails = [
+        "Ada@Example.COM",
+        '"quoted local"@example.com',
+        "user@[127.0.0.1]",
+        "user@[::1]",
+        "user@localhost",
+        "user@bücher.example",
+        "user@example.xn--p1ai",
+        "\u017f@example.com",  # long s: a letter to IGNORECASE, and lower() keeps it
+        "o'hara+news@sub-domain.example.co.uk",
+        f"{local}@{'b' * 63}.{'c' * 63}.{'d' * 58}.com",  # 254 characters
+        f"{local}@{'b' * 63}.{'c' * 63}.{'d' * 59}.com",  # 255
+        "a@b.c1",
+        "a@-b.com",
+        "a@b-.com",
+        "a..b@c.com",
+        ".a@c.com",
+        "a@b.com.",
+        "a@b",
+        "a@b_c.com",
+        "a b@c.com",
+        "a@b@c.com",
+        "a@" + "b" * 64 + ".com",
+    ]
+    text = "Email,Name\n" + "".join(f'"{e.replace(chr(34), chr(34) * 2)}",x\n' for e in emails)
+    result = import_text(text)
+    imported = set(Subscriber.objects.values_list("email", flat=True))
+    for email in emails:
+        expected = email.strip().lower()
+        assert (expected in imported) == valid(expected), email
+    assert result["created"] + result["failed"] == len(emails)
+
+
+def valid(email: str) -> bool:
+    if len(email) > 254:
+        return False
+    try:
+        validate_email(email)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_reimporting_the_same_custom_values_changes_nothing(
+    workspace_client: Callable[..., APIClient], upsert_path: str
+) -> None:
+    api = workspace_client()
+    mappings = [
+        {"csv_column": "Email", "field": {"type": "email"}},
+        {"csv_column": "City", "field": {"type": "custom", "key": "city"}},
+        {"csv_column": "Tier", "field": {"type": "custom", "key": "plan.tier"}},
+    ]
+    # Written through the ORM, as JSON with \u escapes on SQLite.
+    Subscriber.objects.create(
+        workspace=Workspace.objects.get(name="acme"),
+        email="zoe@example.com",
+        custom_fields={"city": "Zürich", "plan.tier": "free", "other": 1},
+    )
+    csv_text = "Email,City,Tier\nada@example.com,München,pro\nzoe@example.com,Zürich,\n"
+    first = run_import(api, csv_text, mappings)["result"]
+    again = run_import(api, csv_text, mappings)["result"]
+    assert (first["created"], first["updated"], first["skipped"]) == (1, 0, 1)
+    assert (again["created"], again["updated"], again["skipped"]) == (0, 0, 2)
+    fields = dict(Subscriber.objects.values_list("email", "custom_fields"))
+    assert fields == {
+        "ada@example.com": {"city": "München", "plan.tier": "pro"},
+        "zoe@example.com": {"city": "Zürich", "plan.tier": "free", "other": 1},
+    }
+    changed = run_import(api, "Email,City,Tier\nzoe@example.com,Zürich,pro\n", mappings)
+    assert changed["result"]["updated"] == 1
+    assert Subscriber.objects.get(email="zoe@example.com").custom_fields["plan.tier"] == "pro"
