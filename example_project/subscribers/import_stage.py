@@ -91,11 +91,13 @@ class Stage:
             )
 
     def drop(self) -> None:
+        """Drop the table; if the connection is lost or its transaction broken (the table goes
+        with them), log it rather than hide the error that got the import there."""
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
-        except DatabaseError:  # a lost connection or a broken transaction: the error that
-            logger.warning("Could not drop %s.", self.table, exc_info=True)  # matters is raised
+        except DatabaseError:
+            logger.warning("Could not drop %s.", self.table, exc_info=True)
 
     def load(self, chunk: Chunk) -> None:
         """Add a slice of rows: one ``executemany`` in one transaction."""
