@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models
-from django.db.models import F, Q
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, models, router, transaction
+from django.db.models import F, Q, sql
 from django.utils import timezone
 
 __all__ = ["IdempotencyKey", "Job"]
@@ -32,6 +33,76 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
         )
         live = Q(state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now)
         return self.filter(old).exclude(live)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete the keys and unlink their jobs, in one transaction.
+
+        ``Job.idempotency_key`` is no database constraint (its trigger, fired per deleted key,
+        made the purge slow), so this does its ``SET_NULL``, set-based. The DELETE carries this
+        queryset's own condition, which the database re-checks on each row it deletes: a
+        compare-and-delete such as the store's release (``pk`` and ``owner_token``) stays one,
+        where Django's collector would select the rows and then delete them by primary key.
+        """
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
+        if self._fields is not None:  # type: ignore[attr-defined]
+            raise TypeError("Cannot call delete() after .values() or .values_list()")
+        using = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
+        connection = connections[using]
+        query = self.query.clone()
+        query.__class__ = sql.DeleteQuery
+        try:
+            delete = query.get_compiler(using).as_sql()
+        except EmptyResultSet:  # e.g. pk__in=[]
+            return 0, {self.model._meta.label: 0}
+        with transaction.atomic(using=using, savepoint=False):
+            if connection.vendor == "postgresql":
+                count = _delete_and_unlink_postgresql(connection, *delete)
+            else:
+                count = self._delete_and_unlink(connection, *delete)
+        self._result_cache = None
+        return count, {self.model._meta.label: count}
+
+    def _delete_and_unlink(self, connection: Any, delete: str, params: Any) -> int:
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute(f"{delete} RETURNING {_names(connection)[0]}", params)
+                pks = [row[0] for row in cursor.fetchall()]
+        else:  # No DELETE ... RETURNING (MySQL): lock the rows, then delete exactly those.
+            pks = list(self.select_for_update().values_list("pk", flat=True))
+            self.filter(pk__in=pks)._raw_delete(connection.alias)
+        jobs = Job.objects.using(connection.alias)
+        size = connection.features.max_query_params or len(pks) or 1
+        for start in range(0, len(pks), size):
+            jobs.filter(idempotency_key__in=pks[start : start + size]).update(idempotency_key=None)
+        return len(pks)
+
+
+def _delete_and_unlink_postgresql(connection: Any, delete: str, params: Any) -> int:
+    """The deleted ids come back as one array literal and go back as it, not as a list of
+    numbers through Python. The jobs' UPDATE is a statement of its own, not a part of the
+    DELETE's: it then also sees a job committed while the DELETE ran."""
+    pk, jobs, link = _names(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH deleted AS ({delete} RETURNING {pk}) "  # noqa: S608
+            f"SELECT count(*), array_agg({pk})::text FROM deleted",
+            params,
+        )
+        count, pks = cursor.fetchone()
+        if count:
+            cursor.execute(
+                f"UPDATE {jobs} SET {link} = NULL WHERE {link} = ANY(%s::bigint[])",  # noqa: S608
+                [pks],
+            )
+    return int(count)
+
+
+def _names(connection: Any) -> tuple[str, str, str]:
+    """Quoted: the key's primary key column, the job table, its column linking to the key."""
+    quote = connection.ops.quote_name
+    link = Job._meta.get_field("idempotency_key")
+    return quote(IdempotencyKey._meta.pk.column), quote(Job._meta.db_table), quote(link.column)
 
 
 class IdempotencyKey(models.Model):
@@ -136,8 +207,10 @@ class Job(models.Model):
         IdempotencyKey,
         null=True,
         blank=True,
-        on_delete=models.DB_SET_NULL,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
         related_name="jobs",
+        help_text="The key whose request created the job; cleared when the key is purged.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     enqueued_at = models.DateTimeField(default=timezone.now)

@@ -1,11 +1,12 @@
-"""The IdempotencyKey admin: read-only, searchable, filterable by state."""
+"""The IdempotencyKey admin: read-only, searchable, filterable by state; deleting keys keeps
+their jobs."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from idempotency_jobs.models import IdempotencyKey
+from idempotency_jobs.models import IdempotencyKey, Job
 
 CHANGELIST = "/admin/idempotency_jobs/idempotencykey/"
 
@@ -64,3 +65,19 @@ def test_change_page_is_read_only(admin_client, keys):
     assert b"owner_token" not in response.content
     assert b'name="_save"' not in response.content
     assert admin_client.get(CHANGELIST + "add/").status_code == 403
+
+
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_key_keeps_its_job_unlinked(admin_client, keys, how):
+    job = Job.objects.create(kind="widget_batch", owner="auth.user:1", idempotency_key=keys[0])
+    if how == "delete page":
+        response = admin_client.post(f"{CHANGELIST}{keys[0].pk}/delete/", {"post": "yes"})
+    else:
+        action = {"action": "delete_selected", "_selected_action": [keys[0].pk], "post": "yes"}
+        response = admin_client.post(CHANGELIST, action)
+    assert response.status_code == 302
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == [keys[1].key]
+    job.refresh_from_db()
+    assert job.idempotency_key is None
+    page = admin_client.get(f"/admin/idempotency_jobs/job/{job.pk}/change/")
+    assert page.status_code == 200

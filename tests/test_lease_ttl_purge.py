@@ -1,15 +1,18 @@
 """SPEC §3.4-3.7: leases and their takeover, expiry, and the purge command."""
 
+import threading
 import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from idempotency_jobs.exceptions import IdempotencyLeaseLost
-from idempotency_jobs.models import IdempotencyKey
+from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.responses import StoredResponse
 from idempotency_jobs.stores import Claim, Existing, get_store
 from tests.helpers import (
@@ -347,3 +350,220 @@ def test_purged_key_is_a_new_request(api, settings):
     assert "Deleted 1 idempotency keys." in purge()
     assert_executed(post(api))
     assert widgets() == 2
+
+
+# Jobs of purged keys: Job.idempotency_key is no database constraint, the purge unlinks them ------
+
+
+@pytest.fixture
+def jobs_of_all_ages(keys_of_all_ages):
+    """Two jobs linked to each key of ``keys_of_all_ages``."""
+    for key in IdempotencyKey.objects.all():
+        for _ in range(2):
+            Job.objects.create(
+                kind="widget_batch", owner="user:1", params={"of": key.key}, idempotency_key=key
+            )
+
+
+def links():
+    """For each job, by the key it was made with: the key it is linked to now, or ``None``."""
+    found = {}
+    for job in Job.objects.select_related("idempotency_key"):
+        key = job.idempotency_key
+        found.setdefault(job.params["of"], []).append(None if key is None else key.key)
+    return found
+
+
+ALL_AGES = ["fresh", "old", "older", "dead-claim", "live-claim", "short-ttl"]
+
+
+def test_purge_keeps_the_jobs_of_purged_keys_unlinked(jobs_of_all_ages):
+    output = purge("--batch-size=3")
+    assert "Deleted 4 idempotency keys." in output
+    assert remaining() == {"fresh", "live-claim"}
+    assert Job.objects.count() == 12
+    kept = {"fresh", "live-claim"}
+    assert links() == {name: [name if name in kept else None] * 2 for name in ALL_AGES}
+    assert Job.objects.filter(idempotency_key=None).count() == 8
+
+
+def test_purge_older_than_with_jobs_leaves_the_live_claim_and_its_jobs(jobs_of_all_ages):
+    assert "Deleted 5 idempotency keys." in purge("--older-than", "1s")
+    assert remaining() == {"live-claim"}
+    assert links() == {name: [name if name == "live-claim" else None] * 2 for name in ALL_AGES}
+
+
+def test_purge_dry_run_leaves_the_jobs_linked(jobs_of_all_ages):
+    assert "Would delete 4 idempotency keys." in purge("--dry-run")
+    assert links() == {name: [name] * 2 for name in ALL_AGES}
+
+
+def test_purge_without_subqueries_in_in_still_unlinks(jobs_of_all_ages, monkeypatch):
+    """Databases that cannot LIMIT a subquery inside IN (MySQL) purge from lists of ids."""
+    monkeypatch.setattr(connection.features, "allow_sliced_subqueries_with_in", False)
+    assert "Deleted 4 idempotency keys." in purge("--batch-size=3")
+    assert remaining() == {"fresh", "live-claim"}
+    assert Job.objects.filter(idempotency_key=None).count() == 8
+
+
+def test_deleting_keys_through_the_orm_unlinks_their_jobs(jobs_of_all_ages):
+    """``on_delete=SET_NULL`` without the database: bulk deletes (the admin's "delete
+    selected", the store's release) and one key's delete both unlink."""
+    deleted = IdempotencyKey.objects.filter(key__in=["old", "older", "no-such-key"]).delete()
+    assert deleted == (2, {"idempotency_jobs.IdempotencyKey": 2})
+    IdempotencyKey.objects.get(key="fresh").delete()
+    assert remaining() == {"dead-claim", "live-claim", "short-ttl"}
+    assert links() == {
+        name: [None if name in ("old", "older", "fresh") else name] * 2 for name in ALL_AGES
+    }
+
+
+def test_deleting_keys_is_one_delete_with_its_own_condition(jobs_of_all_ages):
+    """The store's release is a compare-and-delete on the owner token: the database must check
+    the token when it deletes, not a SELECT before a DELETE by id."""
+    live = IdempotencyKey.objects.get(key="live-claim")
+    not_the_owner = IdempotencyKey.objects.filter(pk=live.pk, owner_token="someone-else")
+    with CaptureQueriesContext(connection) as queries:
+        assert not_the_owner.delete() == (0, {"idempotency_jobs.IdempotencyKey": 0})
+    statements = [query["sql"] for query in queries if query["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 1
+    assert "DELETE FROM" in statements[0] and "owner_token" in statements[0]
+    assert links()["live-claim"] == ["live-claim"] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_key_was_purged_still_answers(api, admin_client, settings):
+    configure(settings, STORE="database")
+    headers = {"HTTP_X_USER": "alice", "HTTP_IDEMPOTENCY_KEY": "import-2026-04-11"}
+    created = api.post("/widget-jobs/", {"names": ["a", "b"]}, format="json", **headers)
+    assert created.status_code == 202
+    job = Job.objects.get()
+    assert job.idempotency_key == IdempotencyKey.objects.get()
+    IdempotencyKey.objects.update(expires_at=timezone.now() - HOUR)
+
+    assert "Deleted 1 idempotency keys." in purge()
+    job.refresh_from_db()
+    assert job.idempotency_key_id is None
+    assert job.idempotency_key is None
+    shown = api.get(created["Location"], HTTP_X_USER="alice")
+    assert shown.status_code == 200
+    assert shown.json()["id"] == str(job.pk)
+    assert admin_client.get(f"/admin/idempotency_jobs/job/{job.pk}/change/").status_code == 200
+
+    again = api.post("/widget-jobs/", {"names": ["a", "b"]}, format="json", **headers)
+    assert again.status_code == 202  # the purged key is a new request: a second job
+    assert again.json()["id"] != str(job.pk)
+    assert Job.objects.get(pk=again.json()["id"]).idempotency_key == IdempotencyKey.objects.get()
+    job.refresh_from_db()
+    assert job.idempotency_key is None
+
+
+@pytest.mark.postgresql
+def test_purge_beside_new_claims_and_takeovers(settings):
+    """While the purge runs in small batches, one thread claims new keys and another takes
+    expired keys over (a client reusing its key after 24 h) and creates a job with each: every
+    new and taken-over key is left, every other expired key is gone with its jobs unlinked, and
+    no job is linked to a key that no longer exists."""
+    configure(settings, STORE="database")
+    store = get_store()
+    now = timezone.now()
+
+    def key(name, *, age, ttl=24 * HOUR, state="completed", lease=None):
+        return IdempotencyKey(
+            scope="user:1",
+            key=name,
+            fingerprint="fp",
+            state=state,
+            owner_token="t",
+            lease_expires_at=now + lease if lease is not None else None,
+            created_at=now - age,
+            expires_at=now - age + ttl,
+        )
+
+    expired = [key(f"expired-{n}", age=25 * HOUR) for n in range(3000)]
+    fresh = [key(f"fresh-{n}", age=HOUR) for n in range(300)]
+    running = [
+        key(f"running-{n}", age=25 * HOUR, state="in_progress", lease=HOUR) for n in range(30)
+    ]
+    IdempotencyKey.objects.bulk_create(expired + fresh + running)
+    Job.objects.bulk_create(
+        Job(kind="widget_batch", owner="user:1", params={"of": k.key}, idempotency_key=k)
+        for k in expired[::3] + fresh + running
+    )
+    jobs_before = Job.objects.count()
+
+    started, stop = threading.Barrier(3), threading.Event()
+    new_keys, retaken, errors = [], [], []
+
+    def claim_new_keys():
+        try:
+            started.wait()
+            while not stop.is_set():
+                name = f"new-{len(new_keys)}"
+                claimed = store.claim("user:2", name, "fp", ttl=24 * HOUR, lease=HOUR)
+                assert isinstance(claimed, Claim), claimed
+                new_keys.append(name)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def take_over_expired_keys():
+        try:
+            started.wait()
+            for n in reversed(range(0, 3000, 7)):  # to meet the purge, which starts at 0
+                if stop.is_set():
+                    break
+                name = f"expired-{n}"
+                claimed = store.claim("user:1", name, "fp-again", ttl=24 * HOUR, lease=HOUR)
+                assert isinstance(claimed, Claim), claimed
+                with transaction.atomic():
+                    Job.objects.create(
+                        kind="widget_batch",
+                        owner="user:1",
+                        params={"of": name, "again": True},
+                        idempotency_key_id=claimed.record_id,
+                    )
+                    store.complete(claimed, StoredResponse(201, b"again"))
+                retaken.append(name)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=claim_new_keys),
+        threading.Thread(target=take_over_expired_keys),
+    ]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    output = purge("--batch-size=10")
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert retaken and new_keys
+    left = IdempotencyKey.objects
+    assert left.filter(scope="user:2").count() == len(new_keys)
+    assert set(left.filter(key__startswith="expired-").values_list("key", flat=True)) == set(
+        retaken
+    )
+    assert left.filter(key__in=retaken, state="completed", fingerprint="fp-again").count() == len(
+        retaken
+    )
+    assert left.filter(key__startswith="fresh-").count() == 300
+    assert left.filter(key__startswith="running-", state="in_progress").count() == 30
+    deleted = int(output.split()[1])
+    assert deleted + len(retaken) >= 3000  # a retaken key may have been purged just before
+
+    jobs = Job.objects
+    assert jobs.count() == jobs_before + len(retaken)
+    linked = jobs.exclude(idempotency_key=None)
+    assert not linked.exclude(idempotency_key__in=left.values("pk")).exists()
+    assert jobs.filter(params__again=True, idempotency_key__key__in=retaken).count() == len(retaken)
+    assert linked.filter(params__of__startswith="fresh-").count() == 300
+    assert linked.filter(params__of__startswith="running-").count() == 30
+    purged = [k.key for k in expired[::3] if k.key not in set(retaken)]
+    assert not linked.filter(params__of__in=purged).exists()
