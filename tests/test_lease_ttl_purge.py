@@ -459,6 +459,35 @@ def test_a_job_whose_key_was_purged_still_answers(api, admin_client, settings):
 
 
 @pytest.mark.postgresql
+def test_purge_skips_a_key_another_transaction_holds(keys_of_all_ages):
+    """A key whose row an open transaction has locked (a takeover, say) is skipped, not waited
+    for while the batch holds its own rows; the next run deletes it if it is still purgeable."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold_old_key():
+        try:
+            with transaction.atomic():
+                IdempotencyKey.objects.filter(key="old").update(response_status=201)
+                held.set()
+                done.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_old_key)
+    holder.start()
+    assert held.wait(timeout=10)
+    try:
+        output = purge()  # had it waited for the lock, "old" would be gone after 30 s
+    finally:
+        done.set()
+        holder.join()
+    assert "Deleted 3 idempotency keys." in output
+    assert remaining() == {"fresh", "old", "live-claim"}
+    assert "Deleted 1 idempotency keys." in purge()
+    assert remaining() == {"fresh", "live-claim"}
+
+
+@pytest.mark.postgresql
 def test_purge_beside_new_claims_and_takeovers(settings):
     """While the purge runs in small batches, one thread claims new keys and another takes
     expired keys over (a client reusing its key after 24 h) and creates a job with each: every

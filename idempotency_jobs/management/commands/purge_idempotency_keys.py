@@ -5,7 +5,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
 from django.utils import timezone
 
 from ...conf import idempotency_settings
@@ -66,19 +65,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Would delete {count} idempotency keys.")
             return
         deleted = 0
-        # A batch is one DELETE of a LIMITed subquery where the database allows it (PostgreSQL,
-        # SQLite): no round trip for the ids, no list of them to send back and plan.
-        in_one_statement = connections[alias].features.allow_sliced_subqueries_with_in
-        while True:
-            # Each batch is its own short statement; the condition is re-checked at delete time
-            # so a key claimed again since it was selected survives.
-            batch: Any = keys.purgeable(older_than=age, now=now).values_list("pk", flat=True)
-            batch = batch[:batch_size] if in_one_statement else list(batch[:batch_size])
-            if not in_one_statement and not batch:
-                break
-            count, _ = keys.purgeable(older_than=age, now=now).filter(pk__in=batch).delete()
-            if in_one_statement and not count:
-                break
+        # Each batch is its own short transaction: never a long lock on the key table.
+        while count := keys.purgeable(older_than=age, now=now).delete_batch(batch_size):
             deleted += count
             if verbosity >= 2:
                 self.stdout.write(f"Deleted {deleted} so far...")
