@@ -8,12 +8,14 @@ through the database store every few milliseconds and times each claim.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from benchmarks.harness import ROOT, Report, main, pg_database, setup_django
@@ -67,10 +69,12 @@ def run(args: argparse.Namespace, report: Report) -> None:
         purge(report, expired, live)
 
 
-def purge(report: Report, expired: int, live: int) -> None:
+@contextlib.contextmanager
+def claims_beside() -> Iterator[tuple[list[float], list[str]]]:
+    """A thread claiming a new key through the database store every 10 ms while the block runs;
+    yields the claims' wait times and keys, filled in as it goes."""
     from django.db import connection
 
-    from idempotency_jobs.models import IdempotencyKey
     from idempotency_jobs.stores.base import Claim
     from idempotency_jobs.stores.database import DatabaseStore
 
@@ -95,13 +99,23 @@ def purge(report: Report, expired: int, live: int) -> None:
     inserter = threading.Thread(target=insert_beside)
     inserter.start()
     time.sleep(0.5)  # the inserts' pace before the purge starts
-    start = time.perf_counter()
+    try:
+        yield waits, inserted
+    finally:
+        time.sleep(0.5)
+        done.set()
+        inserter.join()
+
+
+def purge(report: Report, expired: int, live: int) -> None:
+    from idempotency_jobs.models import IdempotencyKey
+
     command = [sys.executable, "-m", "django", "purge_idempotency_keys"]
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    elapsed = time.perf_counter() - start
-    time.sleep(0.5)
-    done.set()
-    inserter.join()
+    with claims_beside() as (waits, inserted):
+        start = time.perf_counter()
+        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        elapsed = time.perf_counter() - start
+    output = run.stdout
 
     keys = IdempotencyKey.objects
     expired_left = keys.filter(key__startswith="expired-").count()
