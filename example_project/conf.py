@@ -13,6 +13,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBSCRIBER_IMPORT_MAX_BYTES": 20 * 1024 * 1024,
     # Rows per upsert transaction (progress moves after each).
     "SUBSCRIBER_IMPORT_BATCH_SIZE": 50000,
+    # On PostgreSQL, connections an import upserts over at once (rows dealt by email; outside
+    # a transaction only). 1: the job's own connection only.
+    "SUBSCRIBER_IMPORT_CONNECTIONS": 2,
     # On PostgreSQL, load the rows into the import's staging table with COPY (off: executemany).
     "SUBSCRIBER_IMPORT_USE_COPY": True,
     # Storage alias (settings.STORAGES) that holds the CSVs of import jobs.

@@ -143,7 +143,9 @@ def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
     running = Job.objects.get()
     assert running.status == Job.Status.RUNNING
     assert running.attempts == 1
-    assert Subscriber.objects.count() == 501  # five batches, plus the row that was there
+    # Five batches, plus the row that was there; and, as the worker upserts each batch over
+    # two connections (SUBSCRIBER_IMPORT_CONNECTIONS), maybe the sixth's rows of the other one.
+    assert 501 <= Subscriber.objects.count() < 501 + BATCH
     assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == "Before"  # batch 6: none
 
     wait_for(

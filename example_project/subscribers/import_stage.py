@@ -8,21 +8,21 @@ with the connection), across the import's transactions, and is dropped at the en
 stripped; '' when empty, and an empty cell never erases a stored value).
 
 PostgreSQL loads the table with ``COPY`` (``executemany`` when ``SUBSCRIBER_IMPORT_USE_COPY``
-is off) and tells created from updated rows by ``RETURNING (xmax = 0)``. SQLite loads it with
-``executemany``; the rows an upsert created are those with an id above the largest before it
-(AUTOINCREMENT ids only grow, and SQLite has one writer at a time).
+is off), inserts new emails with a plain ``INSERT`` and upserts the others, telling created
+from updated rows by ``RETURNING (xmax = 0)`` (see :meth:`PostgresStage.upsert`). SQLite
+loads it with ``executemany``; the rows an upsert created are those with an id above the
+largest before it (AUTOINCREMENT ids only grow, and SQLite has one writer at a time).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from example_project.conf import setting
 
@@ -43,6 +43,7 @@ TOO_LONG = 10  # + the position in ``ImportPlan.values`` of the (last) cell that
 NAME = "subscriber_import_stage"
 STANDARD = ("name", "first_name", "last_name")
 INSERTED = ("workspace", "email", *STANDARD, "custom_fields", "status", "created_at", "updated_at")
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 ErrorRow = tuple[int, int | None, int | None, int | None]  # row, problem, found, duplicate_of
 
 
@@ -66,9 +67,8 @@ class Stage:
         self.columns = ["number", "email", "problem", "found", *self.values]
 
     @staticmethod
-    @contextlib.contextmanager
-    def created(plan: ImportPlan) -> Iterator[Stage]:
-        """A new, empty stage for ``plan``, dropped on the way out."""
+    def new(plan: ImportPlan) -> Stage:
+        """A new, empty stage for ``plan`` on this thread's connection."""
         stages: dict[str, type[Stage]] = {"postgresql": PostgresStage, "sqlite": SqliteStage}
         if connection.vendor not in stages:
             raise NotImplementedError(
@@ -76,10 +76,7 @@ class Stage:
             )
         stage = stages[connection.vendor](plan)
         stage.create()
-        try:
-            yield stage
-        finally:
-            stage.drop()
+        return stage
 
     def create(self) -> None:
         values = "".join(f", {name} text" for name in self.values)
@@ -100,8 +97,16 @@ class Stage:
             logger.warning("Could not drop %s.", self.table, exc_info=True)
 
     def load(self, chunk: Chunk) -> None:
-        """Add a slice of rows: one ``executemany`` in one transaction."""
-        rows = list(_rows(chunk, len(self.values), null=None))
+        """Add a slice of rows."""
+        self.write(self.prepared(chunk))
+
+    def prepared(self, chunk: Chunk) -> Any:
+        """The slice as :meth:`write` sends it (no database needed: another thread may
+        build it): here rows for ``executemany``."""
+        return list(_rows(chunk, len(self.values), null=None))
+
+    def write(self, rows: Any) -> None:
+        """Send a prepared slice: one ``executemany`` in one transaction."""
         insert = (
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) "  # noqa: S608
             f"VALUES ({', '.join(['%s'] * len(self.columns))})"
@@ -167,12 +172,22 @@ class Stage:
             )
             return list(cursor.fetchall())
 
-    def insert(self, custom: str, no_custom: str, *, key_type: str = "", order: str = "") -> str:
+    def insert(
+        self,
+        custom: str,
+        no_custom: str,
+        *,
+        key_type: str = "",
+        source: str = "",
+        where: str = "",
+        order: str = "",
+    ) -> str:
         """``INSERT ... SELECT`` of the candidates of a range, for ``upsert`` to complete.
 
         ``custom`` builds the custom fields' JSON object from ``{pairs}`` (``key, value, ...``,
         keys as parameters cast to ``key_type``, NULL for an empty cell); ``no_custom`` when
-        none is mapped.
+        none is mapped. ``source`` (the range's candidates as ``t``) and ``where`` replace
+        reading them from the stage.
         """
         table, column = _names()
         mapped = self._mapped()
@@ -190,11 +205,20 @@ class Stage:
             "%(now)s",
             "%(now)s",
         ]
+        if not source:
+            source = f"{self.table} t"
+            where = f"WHERE {self.candidates()} {where}"
         return (
             f"INSERT INTO {table} AS s ({', '.join(column[name] for name in INSERTED)}) "  # noqa: S608
-            f"SELECT {', '.join(selected)} FROM {self.table} t "
-            "WHERE t.number >= %(start)s AND t.number < %(stop)s "
-            f"AND t.problem IS NULL AND t.duplicate_of IS NULL {order}"
+            f"SELECT {', '.join(selected)} FROM {source} {where} {order}"
+        )
+
+    @staticmethod
+    def candidates() -> str:
+        """The condition on a stage row ``t`` to be upserted by the range's statement."""
+        return (
+            "t.number >= %(start)s AND t.number < %(stop)s "
+            "AND t.problem IS NULL AND t.duplicate_of IS NULL"
         )
 
     def _mapped(self) -> dict[str, str]:
@@ -211,30 +235,84 @@ class Stage:
 
 class PostgresStage(Stage):
     table = f"pg_temp.{NAME}"
+    stored: bool | None = None  # whether the last range upserted found an email stored
 
-    def load(self, chunk: Chunk) -> None:
-        """``COPY`` in text format, the lines built a column at a time."""
+    def prepared(self, chunk: Chunk) -> Any:
+        """``COPY``'s text format, the lines built a column at a time."""
         if not setting("SUBSCRIBER_IMPORT_USE_COPY"):
-            super().load(chunk)
-            return
+            return super().prepared(chunk)
         line = "\t".join(["{}"] * len(self.columns)) + "\n"
+        rejected = _rows(chunk, len(self.values), null=r"\N", candidates=False)
+        return "".join(map(line.format, *_copy_columns(chunk))) + "".join(
+            line.format(*row) for row in rejected
+        )
+
+    def write(self, rows: Any) -> None:
+        if not setting("SUBSCRIBER_IMPORT_USE_COPY"):
+            super().write(rows)
+            return
         with connection.cursor() as cursor:
             copy_in = f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
             with cursor.copy(copy_in) as copy:
-                copy.write("".join(map(line.format, *_copy_columns(chunk))))
-                rejected = _rows(chunk, len(self.values), null=r"\N", candidates=False)
-                copy.write("".join(line.format(*row) for row in rejected))
+                copy.write(rows)
 
     def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
+        """New emails are inserted with a plain ``INSERT`` (cheaper than ``ON CONFLICT``),
+        the others upserted. While no email is found stored (in the workspace at first, then
+        in the range before), a range is first inserted whole; if one is stored after all (a
+        unique violation), the range's rows are split by whether their email is stored; if
+        another import adds one of the new emails meanwhile, the range is upserted whole."""
         # Room to sort a range by email in memory (4 MB, the usual default, spills to disk).
         cursor.execute("SET LOCAL work_mem = '64MB'")
-        cursor.execute(self._statement(), params)
-        created, updated = cursor.fetchone()
+        table, column = _names()
+        if self.stored is None:
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {table} "  # noqa: S608
+                f"WHERE {column['workspace']} = %(workspace)s)",
+                params,
+            )
+            (self.stored,) = cursor.fetchone()
+        if not self.stored and _unless_stored(cursor, self.insert(**self._insert_sql()), params):
+            return cursor.rowcount, 0
+        if _unless_stored(cursor, self._split_statement(), params):
+            created, updated, self.stored = cursor.fetchone()
+        else:
+            cursor.execute(self._statement(), params)
+            created, updated = cursor.fetchone()
+            self.stored = True
         return int(created), int(updated)
 
-    def _statement(self) -> str:
-        """One statement: the upsert, in email order (two imports that meet lock rows in the
-        same order), and its counts. An unchanged row is not updated, so not returned."""
+    def _split_statement(self) -> str:
+        """One statement, so one snapshot: the range's candidates with whether their email is
+        stored (``t``, read once), a plain insert of the others, the upsert of those, their
+        counts, and whether any email was stored."""
+        table, column = _names()
+        stored = (
+            f"EXISTS (SELECT 1 FROM {table} x WHERE x.{column['workspace']} = %(workspace)s "  # noqa: S608
+            f"AND x.{column['email']} = t.email)"
+        )
+        new = self.insert(**self._insert_sql(), source="t", where="WHERE NOT t.stored")
+        old = self._statement(self.insert(**self._insert_sql(), source="t", where="WHERE t.stored"))
+        return (
+            f"WITH t AS MATERIALIZED (SELECT t.*, {stored} AS stored "  # noqa: S608
+            f"FROM {self.table} t WHERE {self.candidates()}), "
+            f"new AS ({new} RETURNING 1), up AS ({old}) "
+            "SELECT (SELECT count(*) FROM new) + count(*) FILTER (WHERE created), "
+            "count(*) FILTER (WHERE NOT created), EXISTS (SELECT FROM t WHERE t.stored) FROM up"
+        )
+
+    def _insert_sql(self) -> dict[str, str]:
+        return {
+            "custom": "jsonb_strip_nulls(jsonb_build_object({pairs}))",
+            "no_custom": "'{}'::jsonb",
+            "key_type": "::text",
+            "order": "ORDER BY t.email",
+        }
+
+    def _statement(self, insert: str = "") -> str:
+        """The upsert, in email order (two imports that meet lock rows in the same order),
+        returning whether each row was created; an unchanged row is not updated, so not
+        returned. Alone (no ``insert`` given, all the range's candidates), with its counts."""
         _, column = _names()
         new = {
             column[name]: f"coalesce(nullif(EXCLUDED.{column[name]}, ''), s.{column[name]})"
@@ -253,16 +331,15 @@ class PostgresStage(Stage):
             )
         else:
             update = "DO NOTHING"
-        insert = self.insert(
-            custom="jsonb_strip_nulls(jsonb_build_object({pairs}))",
-            no_custom="'{}'::jsonb",
-            key_type="::text",
-            order="ORDER BY t.email",
-        )
-        return (
-            f"WITH up AS ({insert} "  # noqa: S608
+        upsert = (
+            f"{insert or self.insert(**self._insert_sql())} "
             f"ON CONFLICT ({column['workspace']}, {column['email']}) {update} "
-            "RETURNING (xmax = 0) AS created) "
+            "RETURNING (xmax = 0) AS created"
+        )
+        if insert:
+            return upsert
+        return (
+            f"WITH up AS ({upsert}) "  # noqa: S608
             "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM up"
         )
 
@@ -310,6 +387,18 @@ class SqliteStage(Stage):
             update = "DO NOTHING"
         insert = self.insert(custom="json_patch('{{}}', json_object({pairs}))", no_custom="'{}'")
         return f"{insert} ON CONFLICT ({column['workspace']}, {column['email']}) {update}"
+
+
+def _unless_stored(cursor: Any, statement: str, params: dict[str, Any]) -> bool:
+    """Run ``statement`` in a savepoint; False if it tried to insert a stored email."""
+    try:
+        with transaction.atomic():
+            cursor.execute(statement, params)
+    except IntegrityError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        return False
+    return True
 
 
 def _names() -> tuple[str, dict[str, str]]:

@@ -11,6 +11,7 @@ does not grow with the row count:
 3. *Apply*: the rows are upserted by ranges of row numbers, each range in its own transaction
    (progress moves, a worker that dies loses at most one range), by (workspace, email): running
    the same job twice creates no duplicates, and an empty cell never erases a stored value.
+   On PostgreSQL, outside a transaction, over several connections at once (``import_lanes``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from typing import Any, NamedTuple, Protocol
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from example_project.conf import setting
 
+from .import_lanes import Lanes
 from .import_stage import (
     BLANK,
     EMAIL_EMPTY,
@@ -40,7 +42,6 @@ from .import_stage import (
     RAGGED,
     TOO_LONG,
     ErrorRow,
-    Stage,
 )
 from .models import Subscriber
 
@@ -211,7 +212,7 @@ def import_subscribers(
     counts = Counts()
     batch = setting("SUBSCRIBER_IMPORT_BATCH_SIZE")
     max_errors = setting("SUBSCRIBER_IMPORT_MAX_ERRORS")
-    with Stage.created(plan) as stage:
+    with Lanes.opened(plan) as stage:
         for chunk in _chunks(rows, plan):
             stage.load(chunk)
             counts.rows = chunk.end - 2
@@ -220,8 +221,7 @@ def import_subscribers(
         now = timezone.now()
         for start in range(2, counts.rows + 2, batch):
             stop = min(start + batch, counts.rows + 2)
-            with transaction.atomic():
-                tally = stage.apply(workspace_id, start, stop, now)
+            tally = stage.apply(workspace_id, start, stop, now)
             counts.created += tally.created
             counts.updated += tally.updated
             counts.skipped += tally.skipped
