@@ -77,9 +77,10 @@ def test_new_changed_and_unchanged_rows_are_counted_exactly(
     rows += [f"new{i}@example.com,," for i in range(20, 30)]  # rows 32-41: all new
     result = run(workspace, rows)
     assert (result["created"], result["updated"], result["skipped"]) == (30, 5, 5)
-    # The workspace had subscribers: range 1 split, all new. So range 2 was inserted whole,
-    # met stored emails and was split; range 3 split, all new; range 4 inserted whole.
-    assert attempts == [True, False, True, True, True]
+    # The workspace had subscribers: range 1 upserted, all new. So range 2 was inserted
+    # whole, met stored emails and was split (none new: range 3 upserted, all new); range 4
+    # inserted whole.
+    assert attempts == [False, True, True]
     assert Subscriber.objects.filter(workspace=workspace).count() == 40
     after = stored(workspace)
     assert after["old20@example.com"] == ("Old", {"plan": "pro"})
@@ -99,9 +100,9 @@ def test_a_range_inserted_whole_that_meets_a_stored_email_is_split(
     assert run(first, rows[:10])["created"] == 10
     attempts.clear()
     result = run(first, [f"more{i}@example.com,More,pro" for i in range(10)] + rows[5:15])
-    # Range 1 split (the workspace had subscribers), all new; so range 2 was inserted whole,
-    # met user5-9 and was split, updating none of them.
-    assert attempts == [True, False, True]
+    # Range 1 upserted (the workspace had subscribers), all new; so range 2 was inserted
+    # whole, met user5-9 and was split, updating none of them.
+    assert attempts == [False, True]
     assert (result["created"], result["updated"], result["skipped"]) == (15, 0, 5)
     assert len(stored(first)) == 25 and len(stored(second)) == 10
 
@@ -115,24 +116,26 @@ def blocked_on_a_lock() -> bool:
         return bool(cursor.fetchone()[0])
 
 
-@pytest.mark.parametrize("workspace_had_subscribers", [False, True])
+@pytest.mark.parametrize("second_range", ["inserted whole", "split"])
 @pytest.mark.django_db(transaction=True)
 def test_an_email_another_import_adds_meanwhile_is_upserted(
-    settings: Any, attempts: list[bool], workspace_had_subscribers: bool
+    settings: Any, attempts: list[bool], second_range: str
 ) -> None:
-    """Another connection inserts an email of the CSV and commits only once the import waits
-    for it: the import's plain insert fails on it, and the range is imported another way."""
+    """Another connection inserts an email of the CSV's second range and commits only once
+    the import waits for it: the import's plain insert fails on it, and the range is written
+    another way."""
     settings.EXAMPLE_SUBSCRIBER_IMPORT_CONNECTIONS = 1
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 4
     workspace = Workspace.objects.create(name="race")
-    if workspace_had_subscribers:
-        Subscriber.objects.create(workspace=workspace, email="old@example.com", name="Old")
+    if second_range == "split":  # range 1 is upserted, finds more new emails than stored
+        Subscriber.objects.create(workspace=workspace, email="user0@example.com", name="Old")
     inserted, release = threading.Event(), threading.Event()
 
     def other_import() -> None:
         try:
             with transaction.atomic():
                 Subscriber.objects.create(
-                    workspace=workspace, email="user3@example.com", name="Theirs"
+                    workspace=workspace, email="user5@example.com", name="Theirs"
                 )
                 inserted.set()
                 release.wait(30)
@@ -161,11 +164,13 @@ def test_an_email_another_import_adds_meanwhile_is_upserted(
     other.join(30)
     this.join(30)
     assert results, "the import failed"
-    assert (results[0]["created"], results[0]["updated"], results[0]["skipped"]) == (7, 1, 0)
-    # Split, then upserted whole (the split's insert met it); or inserted whole, then split.
-    assert attempts == ([False] if workspace_had_subscribers else [False, True])
-    assert stored(workspace)["user3@example.com"] == ("User 3", {"plan": "free"})
-    assert Subscriber.objects.filter(workspace=workspace).count() == 8 + workspace_had_subscribers
+    counts = (results[0]["created"], results[0]["updated"], results[0]["skipped"])
+    if second_range == "split":  # then upserted whole: the split's insert met user5
+        assert attempts == [False] and counts == (6, 2, 0)
+    else:  # then split
+        assert attempts == [True, False, True] and counts == (7, 1, 0)
+    assert stored(workspace)["user5@example.com"] == ("User 5", {"plan": "free"})
+    assert Subscriber.objects.filter(workspace=workspace).count() == 8
 
 
 def mixed_rows() -> list[str]:

@@ -146,7 +146,6 @@ class Stage:
             **{f"k{position}": value.key for position, value in enumerate(self.plan.values)},
         }
         with connection.cursor() as cursor:
-            created, updated = self.upsert(cursor, params)
             cursor.execute(
                 "SELECT count(*) FILTER (WHERE problem IS NULL AND duplicate_of IS NULL), "  # noqa: S608
                 f"count(*) FILTER (WHERE problem = {BLANK}), "
@@ -155,10 +154,12 @@ class Stage:
                 [start, stop],
             )
             candidates, blank, failed = cursor.fetchone()
+            created, updated = self.upsert(cursor, params, candidates)
         return Tally(created, updated, blank + candidates - created - updated, failed)
 
-    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
-        """Run the upsert of a range; return how many rows it created and updated."""
+    def upsert(self, cursor: Any, params: dict[str, Any], candidates: int) -> tuple[int, int]:
+        """Upsert a range (``candidates`` rows to upsert); return how many it created and
+        updated."""
         raise NotImplementedError
 
     def errors(self, start: int, stop: int, limit: int) -> list[ErrorRow]:
@@ -235,7 +236,7 @@ class Stage:
 
 class PostgresStage(Stage):
     table = f"pg_temp.{NAME}"
-    stored: bool | None = None  # whether the last range upserted found an email stored
+    next_write = ""  # how :meth:`upsert` writes the next range: insert, split or upsert
 
     def prepared(self, chunk: Chunk) -> Any:
         """``COPY``'s text format, the lines built a column at a time."""
@@ -256,36 +257,41 @@ class PostgresStage(Stage):
             with cursor.copy(copy_in) as copy:
                 copy.write(rows)
 
-    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
-        """New emails are inserted with a plain ``INSERT`` (cheaper than ``ON CONFLICT``),
-        the others upserted. While no email is found stored (in the workspace at first, then
-        in the range before), a range is first inserted whole; if one is stored after all (a
-        unique violation), the range's rows are split by whether their email is stored; if
-        another import adds one of the new emails meanwhile, the range is upserted whole."""
+    def upsert(self, cursor: Any, params: dict[str, Any], candidates: int) -> tuple[int, int]:
+        """New emails are inserted with a plain ``INSERT`` (cheaper than ``ON CONFLICT``) when
+        that pays: how a range is written depends on the range before (at first, on whether
+        the workspace has subscribers). After a range of new emails only, the next is inserted
+        whole; after one with more new emails than stored ones, it is split by whether each
+        email is stored (a plain insert of the new ones, the upsert of the others, one
+        statement); otherwise upserted whole. A plain insert that meets a stored email (a
+        unique violation: the range had some, or another import adds one meanwhile) is
+        undone and the range written the next way."""
         # Room to sort a range by email in memory (4 MB, the usual default, spills to disk).
         cursor.execute("SET LOCAL work_mem = '64MB'")
-        table, column = _names()
-        if self.stored is None:
+        if not self.next_write:
+            table, column = _names()
             cursor.execute(
                 f"SELECT EXISTS (SELECT 1 FROM {table} "  # noqa: S608
                 f"WHERE {column['workspace']} = %(workspace)s)",
                 params,
             )
-            (self.stored,) = cursor.fetchone()
-        if not self.stored and _unless_stored(cursor, self.insert(**self._insert_sql()), params):
-            return cursor.rowcount, 0
-        if _unless_stored(cursor, self._split_statement(), params):
-            created, updated, self.stored = cursor.fetchone()
+            self.next_write = "upsert" if cursor.fetchone()[0] else "insert"
+        insert = self.insert(**self._insert_sql())
+        if self.next_write == "insert" and _unless_stored(cursor, insert, params):
+            created, updated = cursor.rowcount, 0
+        elif self.next_write != "upsert" and _unless_stored(cursor, self._split(), params):
+            created, updated = cursor.fetchone()
         else:
             cursor.execute(self._statement(), params)
             created, updated = cursor.fetchone()
-            self.stored = True
+        stored = candidates - created
+        self.next_write = "insert" if not stored else "split" if created > stored else "upsert"
         return int(created), int(updated)
 
-    def _split_statement(self) -> str:
+    def _split(self) -> str:
         """One statement, so one snapshot: the range's candidates with whether their email is
-        stored (``t``, read once), a plain insert of the others, the upsert of those, their
-        counts, and whether any email was stored."""
+        stored (``t``, read once), a plain insert of the others, the upsert of those, and
+        their counts."""
         table, column = _names()
         stored = (
             f"EXISTS (SELECT 1 FROM {table} x WHERE x.{column['workspace']} = %(workspace)s "  # noqa: S608
@@ -298,7 +304,7 @@ class PostgresStage(Stage):
             f"FROM {self.table} t WHERE {self.candidates()}), "
             f"new AS ({new} RETURNING 1), up AS ({old}) "
             "SELECT (SELECT count(*) FROM new) + count(*) FILTER (WHERE created), "
-            "count(*) FILTER (WHERE NOT created), EXISTS (SELECT FROM t WHERE t.stored) FROM up"
+            "count(*) FILTER (WHERE NOT created) FROM up"
         )
 
     def _insert_sql(self) -> dict[str, str]:
@@ -347,7 +353,7 @@ class PostgresStage(Stage):
 class SqliteStage(Stage):
     table = f"temp.{NAME}"
 
-    def upsert(self, cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
+    def upsert(self, cursor: Any, params: dict[str, Any], candidates: int) -> tuple[int, int]:
         table, column = _names()
         cursor.execute(f"SELECT coalesce(max({column['id']}), 0) FROM {table}")  # noqa: S608
         (before,) = cursor.fetchone()
@@ -390,7 +396,7 @@ class SqliteStage(Stage):
 
 
 def _unless_stored(cursor: Any, statement: str, params: dict[str, Any]) -> bool:
-    """Run ``statement`` in a savepoint; False if it tried to insert a stored email."""
+    """Run ``statement`` in a savepoint; False (and undone) if it met a stored email."""
     try:
         with transaction.atomic():
             cursor.execute(statement, params)
