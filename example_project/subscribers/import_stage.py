@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 
 from example_project.conf import setting
 
@@ -43,7 +43,10 @@ TOO_LONG = 10  # + the position in ``ImportPlan.values`` of the (last) cell that
 NAME = "subscriber_import_stage"
 STANDARD = ("name", "first_name", "last_name")
 INSERTED = ("workspace", "email", *STANDARD, "custom_fields", "status", "created_at", "updated_at")
-UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+# PostgreSQL's SQLSTATEs after which a range is undone and written the next, safer way: a plain
+# INSERT met a stored email (unique violation), or the split statement, whose two parts lock
+# rows in two email orders, met a concurrent import of the same emails (deadlock).
+RETRY_NEXT_WAY = {"23505", "40P01"}
 ErrorRow = tuple[int, int | None, int | None, int | None]  # row, problem, found, duplicate_of
 
 
@@ -396,12 +399,13 @@ class SqliteStage(Stage):
 
 
 def _unless_stored(cursor: Any, statement: str, params: dict[str, Any]) -> bool:
-    """Run ``statement`` in a savepoint; False (and undone) if it met a stored email."""
+    """Run ``statement`` in a savepoint; False (and undone) if it met a stored email or a
+    concurrent import of the same emails."""
     try:
         with transaction.atomic():
             cursor.execute(statement, params)
-    except IntegrityError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
+    except (IntegrityError, OperationalError) as exc:
+        if getattr(exc.__cause__, "sqlstate", None) not in RETRY_NEXT_WAY:
             raise
         return False
     return True
