@@ -72,3 +72,19 @@ def test_last_completion_inside_an_outer_transaction_leaves_the_commit_to_it():
         raise RuntimeError("the request fails after the view")
     assert widgets() == 0
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.IN_PROGRESS
+
+
+@pytest.mark.postgresql
+def test_the_commit_rides_along_only_with_client_side_binding():
+    """With server-side binding a query string holds one statement: the COMMIT stays apart."""
+    import psycopg
+
+    from idempotency_jobs.stores.database import _binds_client_side
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    for factory, expected in ((psycopg.ClientCursor, True), (psycopg.Cursor, False)):
+        with psycopg.connect(**params, cursor_factory=factory) as raw:
+            assert _binds_client_side(raw) is expected
+    connection.ensure_connection()
+    assert _binds_client_side(connection.connection)  # Django's default

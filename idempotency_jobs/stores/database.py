@@ -116,12 +116,11 @@ def _can_commit_along(connection: Any) -> bool:
 
 
 def _binds_client_side(raw: Any) -> bool:
-    cursor_factory = getattr(raw, "cursor_factory", None)
-    if cursor_factory is None or type(raw).__module__.startswith("psycopg2"):
-        return type(raw).__module__.startswith("psycopg2")  # always binds client-side
+    if type(raw).__module__.startswith("psycopg2"):
+        return True  # psycopg2 always does
     from psycopg import ClientCursor
 
-    return issubclass(cursor_factory, ClientCursor)
+    return issubclass(raw.cursor_factory, ClientCursor)
 
 
 class DatabaseStore(Store):
