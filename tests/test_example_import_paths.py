@@ -173,6 +173,54 @@ def test_an_email_another_import_adds_meanwhile_is_upserted(
     assert Subscriber.objects.filter(workspace=workspace).count() == 8
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_that_deadlocks_is_undone_and_reported_for_the_next_way() -> None:
+    """A real deadlock: this transaction holds subscriber a and, inside ``_unless_stored``,
+    waits for b, which another transaction holds while it waits for a. This one waited first,
+    so its deadlock check fires first and its statement is the one cancelled: the savepoint is
+    undone, the rest of the transaction goes on, and the other transaction then gets a."""
+    workspace = Workspace.objects.create(name="deadlock")
+    a, b = (
+        Subscriber.objects.create(workspace=workspace, email=f"{name}@example.com") for name in "ab"
+    )
+    holds_b, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                Subscriber.objects.filter(pk=b.pk).update(name="Other")
+                holds_b.set()
+                deadline = time.monotonic() + 30
+                while not blocked_on_a_lock():  # this one waits for b first
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                Subscriber.objects.filter(pk=a.pk).update(name="Other")  # waits for this one
+            done.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other)
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=a.pk).update(name="This")
+        thread.start()
+        assert holds_b.wait(30)
+        with connection.cursor() as cursor:
+            went_through = import_stage._unless_stored(
+                cursor,
+                "UPDATE subscribers_subscriber SET name = 'This' WHERE id = %(b)s",
+                {"b": b.pk},
+            )
+        assert went_through is False
+        Subscriber.objects.filter(pk=a.pk).update(first_name="still in the transaction")
+    thread.join(30)
+    assert done.is_set()
+    assert dict(Subscriber.objects.values_list("email", "name")) == {
+        "a@example.com": "Other",
+        "b@example.com": "Other",
+    }
+    assert Subscriber.objects.get(pk=a.pk).first_name == "still in the transaction"
+
+
 def mixed_rows() -> list[str]:
     rows = [f"user{i}@example.com,User {i},{('free', 'pro')[i % 2]}" for i in range(400)]
     rows[30] = "not an email,X,free"  # row 32
