@@ -9,14 +9,9 @@ Not part of ``run.py``; run it by hand:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from benchmarks.harness import (
@@ -24,6 +19,7 @@ from benchmarks.harness import (
     interleave,
     main,
     median,
+    module_at,
     ms,
     pg_database,
     ratio_spread,
@@ -34,22 +30,6 @@ BODY = json.dumps({"name": "widget", "payload": {"colour": "blue", "size": 3}}).
 USER = {"X-User": "alice"}
 # The last commit before this session's changes to the store.
 DEFAULT_BEFORE = "28772b2"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_store_module(rev: str) -> ModuleType:
-    """``idempotency_jobs/stores/database.py`` as it was at ``rev``, importable beside today's."""
-    source = subprocess.check_output(
-        ["git", "show", f"{rev}:idempotency_jobs/stores/database.py"], cwd=ROOT, text=True
-    )
-    name = "idempotency_jobs.stores._database_before"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "idempotency_jobs.stores"
-    sys.modules[name] = module
-    exec(compile(source, f"{rev}:database.py", "exec"), module.__dict__)  # noqa: S102
-    return module
 
 
 def run(args: argparse.Namespace, report: Report) -> None:
@@ -63,7 +43,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         from idempotency_jobs.models import IdempotencyKey
         from idempotency_jobs.stores.database import DatabaseStore, State
 
-        old = load_store_module(before_rev)
+        old = module_at(before_rev, "idempotency_jobs/stores/database.py")
 
         class Before(old.DatabaseStore):  # type: ignore[name-defined,misc]
             def complete(self, claim: Any, response: Any, *, last: bool = False) -> None:

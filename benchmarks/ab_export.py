@@ -1,12 +1,13 @@
 """A/B of the subscriber export's perf work (benchmarks/RESULTS.md, benchmark 5).
 
-The shipped ``export_subscribers`` against the code before it (``ab_export_before.py``), on
-the same 1M rows as benchmark 5 (PostgreSQL with created_at spread and alike, SQLite spread).
-Each export runs through ``execute_job`` in a fresh process, so that its peak RSS is its own;
-each round runs both, in a shuffled order. Reported: medians of the time (and rows/s), peak
-RSS, CPU seconds of the worker process and of its PostgreSQL backend, and the ratio of the
-median times with its lowest and highest value over the rounds. Not part of ``run.py``:
-``.venv/bin/python -m benchmarks.ab_export``.
+The shipped ``export_subscribers`` against the code before it (``exports.py`` as it was at
+``AB_BEFORE``, default 28772b2, loaded from git), on the same 1M rows as benchmark 5
+(PostgreSQL with created_at spread and alike, SQLite spread). Each export runs through
+``execute_job`` in a fresh process, so that its peak RSS is its own; each round runs both, in a
+shuffled order. Reported: medians of the time (and rows/s), peak RSS, CPU seconds of the worker
+process and of its PostgreSQL backend, and the ratio of the median times with its lowest and
+highest value over the rounds. Not part of ``run.py``:
+``[AB_BEFORE=<git rev>] .venv/bin/python -m benchmarks.ab_export``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from benchmarks.harness import (
     child,
     example_django,
     main,
+    module_at,
     peak_rss_mb,
     pg_database,
     sqlite_database,
@@ -38,6 +40,7 @@ from benchmarks.harness import (
 
 ROUNDS = 5
 VARIANTS = ("before", "shipped")
+BEFORE = "28772b2"  # the last commit before the export's perf work
 
 
 @contextmanager
@@ -105,13 +108,15 @@ def execute(url: str, job_id: str, variant: str) -> None:
     example_django(url)
     from django.db import connection
 
-    from benchmarks import ab_export_before
     from example_project.subscribers import jobs
     from idempotency_jobs.models import Job
     from idempotency_jobs.tasks import execute_job
 
-    if variant == "before":  # imported in both, so that neither pays for it while timed
-        jobs.export_subscribers = ab_export_before.export_subscribers
+    # Loaded in both, so that neither pays for it while timed.
+    rev = os.environ.get("AB_BEFORE", BEFORE)
+    before = module_at(rev, "example_project/subscribers/exports.py")
+    if variant == "before":
+        jobs.export_subscribers = before.export_subscribers
     Job.objects.filter(pk=job_id).update(status=Job.Status.QUEUED)
     pid = None
     if connection.vendor == "postgresql":

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,22 @@ def main(run: Callable[[argparse.Namespace, Report], None], description: str) ->
                 f"  [{result.bench}] {result.measure}: {result.value}  {result.target}", flush=True
             )
     sys.exit(1 if report.failures else 0)
+
+
+# --- code as it was -------------------------------------------------------------------------
+
+
+def module_at(rev: str, path: str) -> ModuleType:
+    """The module at ``path`` as it was at git commit ``rev``, importable beside today's: what an
+    A/B script measures today's code against."""
+    source = subprocess.check_output(["git", "show", f"{rev}:{path}"], cwd=ROOT, text=True)
+    package = path.removesuffix(".py").replace("/", ".").rsplit(".", 1)[0]
+    name = f"{package}._at_{rev}"
+    module = ModuleType(name)
+    module.__package__ = package  # its relative imports find today's neighbours
+    sys.modules[name] = module
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102
+    return module
 
 
 # --- databases -----------------------------------------------------------------------------

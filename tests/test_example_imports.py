@@ -24,6 +24,7 @@ from example_project.workspaces.models import Workspace
 from idempotency_jobs.jobs import JobRun, JobViewSet
 from idempotency_jobs.models import Job
 from idempotency_jobs.tasks import execute_job
+from tests.helpers import JOB_FIELDS
 from tests.test_example_support import export_media, make_key, no_jobs_run, workspace_client
 
 __all__ = ["export_media", "make_key", "no_jobs_run", "workspace_client"]
@@ -320,18 +321,6 @@ def test_jobs_belong_to_their_workspace(workspace_client: Callable[..., APIClien
 
 # Where the CSV lives: in storage, referred to by the job --------------------------------------
 
-JOB_MEMBERS = {
-    "id",
-    "object",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "progress",
-    "result",
-    "error",
-}
-
 
 def test_the_job_keeps_a_reference_to_the_stored_csv_not_the_csv(
     workspace_client: Callable[..., APIClient], export_media: Path, no_jobs_run: None
@@ -345,7 +334,7 @@ def test_the_job_keeps_a_reference_to_the_stored_csv_not_the_csv(
     reference = job.params["csv_file"]
     assert reference == {"name": reference["name"], "size": len(csv_text.encode()), "rows": 2}
     assert (export_media / reference["name"]).read_bytes() == csv_text.encode()
-    assert set(api.get(created["Location"]).json()) == JOB_MEMBERS  # the job JSON is unchanged
+    assert set(api.get(created["Location"]).json()) == JOB_FIELDS  # the job JSON is unchanged
 
 
 def test_the_csv_stays_while_its_job_exists_and_goes_with_it(
