@@ -1,5 +1,6 @@
 """SPEC §3.4-3.7: leases and their takeover, expiry, and the purge command."""
 
+import functools
 import threading
 import time
 from datetime import timedelta
@@ -222,10 +223,11 @@ def test_ttl_per_view_option(api, store, path):
 # purge_idempotency_keys -----------------------------------------------------------------------
 
 
-def make_key(name, *, age, state="completed", lease=None, ttl=timedelta(hours=24)):
-    now = timezone.now()
+def key_row(name, *, age, state="completed", lease=None, ttl=timedelta(hours=24), now=None):
+    """An unsaved key created ``age`` ago (before ``now``)."""
+    now = now or timezone.now()
     created = now - age
-    return IdempotencyKey.objects.create(
+    return IdempotencyKey(
         scope="user:1",
         key=name,
         fingerprint="fp",
@@ -235,6 +237,12 @@ def make_key(name, *, age, state="completed", lease=None, ttl=timedelta(hours=24
         created_at=created,
         expires_at=created + ttl,
     )
+
+
+def make_key(name, **options):
+    key = key_row(name, **options)
+    key.save()
+    return key
 
 
 def purge(*args):
@@ -495,20 +503,7 @@ def test_purge_beside_new_claims_and_takeovers(settings):
     no job is linked to a key that no longer exists."""
     configure(settings, STORE="database")
     store = get_store()
-    now = timezone.now()
-
-    def key(name, *, age, ttl=24 * HOUR, state="completed", lease=None):
-        return IdempotencyKey(
-            scope="user:1",
-            key=name,
-            fingerprint="fp",
-            state=state,
-            owner_token="t",
-            lease_expires_at=now + lease if lease is not None else None,
-            created_at=now - age,
-            expires_at=now - age + ttl,
-        )
-
+    key = functools.partial(key_row, now=timezone.now())
     expired = [key(f"expired-{n}", age=25 * HOUR) for n in range(3000)]
     fresh = [key(f"fresh-{n}", age=HOUR) for n in range(300)]
     running = [
