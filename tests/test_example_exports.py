@@ -450,3 +450,34 @@ def test_every_step_size_writes_each_row_once(export_path: str, settings: Any, e
     with export_storage().open(export_file_name(job_id)) as file:
         rows = list(csv.reader(io.StringIO(file.read().decode(), newline="")))
     assert rows == [["email", "name"], *([s.email, s.name] for s in subscribers)]
+
+
+def test_timestamps_stored_with_any_number_of_fraction_digits_export_with_six(
+    export_path: str,
+) -> None:
+    """Django writes six digits, or none; rows loaded by other tools may carry three (SQLite
+    keeps the text as written). Every one comes out as ``...SS.ffffffZ``."""
+    subscribers = add_subscribers("acme", 3)
+    if connection.vendor == "sqlite":
+        written = ["2026-04-11 09:30:05.123", "2026-04-11 09:30:06", "2026-04-11 09:30:07.5"]
+        with connection.cursor() as cursor:
+            for subscriber, text in zip(subscribers, written, strict=True):
+                cursor.execute(
+                    "UPDATE subscribers_subscriber SET created_at = %s WHERE id = %s",
+                    [text, subscriber.pk],
+                )
+    else:
+        for subscriber, micro in zip(subscribers, [123000, 0, 500000], strict=True):
+            stamp = T0 + timedelta(seconds=5 + subscribers.index(subscriber), microseconds=micro)
+            Subscriber.objects.filter(pk=subscriber.pk).update(created_at=stamp)
+    job_id = uuid.uuid4()
+    export_subscribers(
+        subscribers[0].workspace_id, job_id, ["email", "created_at"], {}, RecordingRun()
+    )
+    with export_storage().open(export_file_name(job_id)) as file:
+        rows = list(csv.reader(io.StringIO(file.read().decode(), newline="")))
+    assert [row[1] for row in rows[1:]] == [
+        "2026-04-11T09:30:05.123000Z",
+        "2026-04-11T09:30:06.000000Z",
+        "2026-04-11T09:30:07.500000Z",
+    ]
