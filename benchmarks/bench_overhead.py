@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from benchmarks.harness import (
     Client,
@@ -42,8 +45,13 @@ def run(args: argparse.Namespace, report: Report) -> None:
         flush_redis()
         count_queries(report)
         store_alone(report, samples, warmup)
-        in_process(report, samples, warmup)
-        over_http(report, samples, warmup)
+        floor = sql_floor(report, url, samples, warmup)
+        requests = {
+            "in-process": in_process(report, samples, warmup),
+            "HTTP": over_http(report, samples, warmup),
+        }
+        best_case(report, floor, requests)
+        under_load(report, seconds=1 if args.smoke else 3, rounds=1 if args.smoke else 5)
         flush_redis()
 
 
@@ -126,7 +134,125 @@ def store_alone(report: Report, samples: int, warmup: int) -> None:
     )
 
 
-def in_process(report: Report, samples: int, warmup: int) -> None:
+def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, list[float]]:
+    """The statements alone, sent by raw psycopg with no Django and no Python of ours: what
+    a keyed request costs at the least, as shipped and in the two designs that save a round
+    trip on paper (benchmarks/RESULTS.md, 1)."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from idempotency_jobs.models import IdempotencyKey
+    from idempotency_jobs.stores.database import _complete_and_commit_sql, _insert_sql
+    from tests.testapp.models import Widget
+
+    keys, widgets = IdempotencyKey._meta.db_table, Widget._meta.db_table
+    create = f"INSERT INTO {widgets} (owner, name, payload) VALUES (%s, %s, %s) RETURNING id"  # noqa: S608
+    claim, complete = _insert_sql("default", True), _complete_and_commit_sql("default")
+    # The same claim opening the view's transaction: what psycopg's own BEGIN prevents.
+    claim_and_begin = f"{claim}; COMMIT; BEGIN"
+    # A transaction-scoped advisory lock as the claim, and the key's row written once, at the
+    # end. It cannot answer 422 to a different body while the first runs (SPEC 2): the body's
+    # fingerprint is nowhere another request could read it.
+    lock_and_look = (
+        "BEGIN; SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)); "  # noqa: S608
+        f"SELECT fingerprint, state FROM {keys} WHERE scope = %s AND key = %s"
+    )
+    store_completed = (
+        f"INSERT INTO {keys} (scope, key, fingerprint, state, owner_token, created_at, "  # noqa: S608
+        "expires_at, response_status, response_headers, response_body, replayable) VALUES "
+        "(%s, %s, %s, 'completed', '', %s, %s, 201, %s, %s, TRUE); COMMIT"
+    )
+    headers = json.dumps([["Content-Type", "application/json"], ["Location", "/widgets/1"]])
+    row = ("alice", "widget", json.dumps({"colour": "blue", "size": 3}))
+    connection = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+    cursor = connection.cursor()
+
+    def claim_params(key: str) -> tuple[object, ...]:
+        now = datetime.now(UTC)
+        token = uuid.uuid4().hex
+        return ("user:1", key, "f" * 64, token, now + timedelta(minutes=5), now, now + timedelta(1))
+
+    def completion_params(record_id: int, token: object) -> tuple[object, ...]:
+        return (201, headers, BODY, True, record_id, token)
+
+    def unkeyed() -> None:
+        cursor.execute(create, row).fetchone()
+
+    def as_shipped() -> None:  # claim | BEGIN | the view's INSERT | UPDATE + COMMIT
+        params = claim_params(uuid.uuid4().hex)
+        (record_id,) = cursor.execute(claim, params).fetchone()  # type: ignore[misc]
+        cursor.execute("BEGIN")
+        cursor.execute(create, row).fetchone()
+        cursor.execute(complete, completion_params(record_id, params[3]))
+
+    def claim_opens_transaction() -> None:  # claim + COMMIT + BEGIN | INSERT | UPDATE + COMMIT
+        params = claim_params(uuid.uuid4().hex)
+        (record_id,) = cursor.execute(claim_and_begin, params).fetchone()  # type: ignore[misc]
+        cursor.execute(create, row).fetchone()
+        cursor.execute(complete, completion_params(record_id, params[3]))
+
+    def advisory_lock() -> None:  # BEGIN + lock + look up | INSERT | INSERT completed + COMMIT
+        key = uuid.uuid4().hex
+        cursor.execute(lock_and_look, (f"user:1 {key}", "user:1", key))
+        cursor.nextset()  # past the BEGIN
+        (got,) = cursor.fetchone()  # type: ignore[misc]
+        cursor.nextset()
+        assert got and cursor.fetchone() is None  # a new key, no twin: the view runs
+        cursor.execute(create, row).fetchone()
+        now = datetime.now(UTC)
+        cursor.execute(store_completed, ("user:1", key, "f" * 64, now, now, headers, BODY))
+
+    timings = interleave(
+        {
+            "unkeyed": unkeyed,
+            "as shipped": as_shipped,
+            "claim opening the transaction": claim_opens_transaction,
+            "advisory lock": advisory_lock,
+        },
+        samples=samples,
+        warmup=warmup,
+    )
+    connection.close()
+    base = median(timings["unkeyed"])
+    report.add(
+        "1",
+        "SQL floor: the statements alone, raw psycopg (round trips)",
+        "; ".join(
+            f"{name} ({trips}) {ms(median(timings[name]))}"
+            + ("" if name == "unkeyed" else f" +{ms(median(timings[name]) - base)}")
+            for name, trips in (
+                ("unkeyed", 1),
+                ("as shipped", 4),
+                ("claim opening the transaction", 3),
+                ("advisory lock", 3),
+            )
+        ),
+    )
+    return timings
+
+
+def best_case(
+    report: Report, floor: dict[str, list[float]], requests: dict[str, dict[str, list[float]]]
+) -> None:
+    """keyed / unkeyed if the keyed request cost only its extra SQL: the unkeyed request plus
+    the SQL floor's difference. Above the target, no Python can meet it."""
+    extra = {
+        name: median(values) - median(floor["unkeyed"])
+        for name, values in floor.items()
+        if name != "unkeyed"
+    }
+    for where, timings in requests.items():
+        unkeyed = median(timings["unkeyed"])
+        report.add(
+            "1",
+            f"best keyed / unkeyed with no Python cost, {where}",
+            ", ".join(f"{name} {(unkeyed + cost) / unkeyed:.2f}x" for name, cost in extra.items())
+            + f" (now {median(timings['keyed']) / unkeyed:.2f}x)",
+        )
+
+
+def in_process(report: Report, samples: int, warmup: int) -> dict[str, list[float]]:
     """Django's test client: the full handler and middleware, no HTTP, no server."""
     from django.test import Client as DjangoClient
 
@@ -165,9 +291,10 @@ def in_process(report: Report, samples: int, warmup: int) -> None:
         warmup=warmup,
     )
     summarize(report, "in-process", timings, samples)
+    return timings
 
 
-def over_http(report: Report, samples: int, warmup: int) -> None:
+def over_http(report: Report, samples: int, warmup: int) -> dict[str, list[float]]:
     with (
         gunicorn("benchmarks.wsgi:application") as port,
         gunicorn("benchmarks.wsgi:application", env={"BENCH_STORE": "redis"}) as redis_port,
@@ -198,6 +325,115 @@ def over_http(report: Report, samples: int, warmup: int) -> None:
         database_client.close()
         redis_client.close()
     summarize(report, "HTTP (gunicorn)", timings, samples)
+    return timings
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = os.getenv("WRK_BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-User"] = "alice"
+local prefix = os.getenv("WRK_KEY_PREFIX")
+local sent = 0
+request = function()
+  if prefix ~= "" then
+    sent = sent + 1
+    wrk.headers["Idempotency-Key"] = prefix .. sent
+  end
+  return wrk.format(nil, "/ours")
+end
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+answers = {}
+response = function(status)
+  answers[status] = (answers[status] or 0) + 1
+end
+done = function(summary, latency)
+  local statuses = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("answers")) do
+      table.insert(statuses, string.format('"%d": %d', status, count))
+    end
+  end
+  io.write(string.format(
+    '\\nRESULT {"requests": %d, "seconds": %f, "p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
+    table.concat(statuses, ", ")))
+end
+"""
+
+
+def under_load(report: Report, *, seconds: int, rounds: int) -> None:
+    """wrk, a load generator in C, keeps 4 connections busy against gunicorn (2 workers x 2
+    threads) for ``seconds``, unkeyed and keyed runs alternating ``rounds`` times: requests per
+    second and median latency, with every keyed request on a new key."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.testapp.models import Widget
+
+    if shutil.which("wrk") is None:
+        report.notes.append("under load: skipped, wrk is not installed (apt install wrk)")
+        return
+    runs: dict[str, list[dict[str, Any]]] = {"unkeyed": [], "keyed": []}
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".lua") as script,
+        gunicorn("benchmarks.wsgi:application", workers=2, threads=2) as port,
+    ):
+        script.write(WRK_SCRIPT)
+        script.flush()
+        for round_number in range(1 + rounds):  # round 0 warms the workers up
+            for name in random.sample(list(runs), len(runs)):
+                prefix = f"load-{uuid.uuid4().hex}-" if name == "keyed" else ""
+                before = Widget.objects.count()
+                output = subprocess.run(
+                    [
+                        "wrk",
+                        "-t1",
+                        "-c4",
+                        f"-d{seconds}s",
+                        "-s",
+                        script.name,
+                        f"http://127.0.0.1:{port}",
+                    ],
+                    env={**os.environ, "WRK_BODY": BODY.decode(), "WRK_KEY_PREFIX": prefix},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                result = json.loads(output.rsplit("RESULT ", 1)[1])
+                created = Widget.objects.count() - before
+                # wrk stops with a request in flight on each connection: those run uncounted,
+                # and may commit after the next run's count began.
+                report.check(
+                    set(result["statuses"]) == {"201"} and 0 <= created - result["requests"] <= 8,
+                    f"under load, {name}: answers {result['statuses']}, {created} rows created "
+                    f"for {result['requests']} requests",
+                )
+                if round_number:
+                    runs[name].append(result)
+    rate = {
+        name: median([r["requests"] / r["seconds"] for r in results])
+        for name, results in runs.items()
+    }
+    p50 = {name: median([r["p50_us"] for r in results]) / 1000 for name, results in runs.items()}
+    report.add(
+        "1",
+        f"under load: wrk, 4 connections, gunicorn 2x2, {rounds} x {seconds} s each",
+        f"unkeyed {rate['unkeyed']:.0f} req/s, p50 {p50['unkeyed']:.2f} ms; "
+        f"keyed {rate['keyed']:.0f} req/s, p50 {p50['keyed']:.2f} ms",
+    )
+    ratio = p50["keyed"] / p50["unkeyed"]
+    report.add(
+        "1",
+        "keyed / unkeyed under load (median latency; throughput)",
+        f"{ratio:.2f}x; {rate['keyed'] / rate['unkeyed']:.2f}x the requests per second",
+        f"<= {TARGET}x",
+        ratio <= TARGET,
+    )
 
 
 def summarize(report: Report, where: str, timings: dict[str, list[float]], samples: int) -> None:
