@@ -266,6 +266,25 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {sys.version.split()[0]}"
 
 
+def speed() -> str:
+    """How fast this machine is right now, to compare absolute numbers across runs: a fixed
+    Python loop, and a PostgreSQL round trip (``SELECT 1``), medians (lower is faster)."""
+    import psycopg
+
+    loops = []
+    for _ in range(7):
+        start = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        loops.append(time.perf_counter() - start)
+    trips = []
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        for _ in range(300):
+            start = time.perf_counter()
+            connection.execute("SELECT 1").fetchone()
+            trips.append(time.perf_counter() - start)
+    return f"Python loop {median(loops) * 1000:.1f} ms, PostgreSQL {median(trips) * 1e6:.0f} us"
+
+
 def run_json(command: list[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run a benchmark module and read back its report (used by ``run.py``)."""
     VAR.mkdir(exist_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import VAR, machine, run_json
+from benchmarks.harness import VAR, machine, run_json, speed
 
 # (numbers in the results table, module, needs the peers' venv)
 BENCHMARKS = [
@@ -41,7 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     only = {number for number in args.only.split(",") if number}
     results, failures, lines = [], [], []
-    started = time.monotonic()
+    started, speed_before = time.monotonic(), speed()
     for numbers, module, peers in BENCHMARKS:
         if only and not only & set(numbers.split()):
             continue
@@ -63,7 +63,9 @@ def main() -> int:
     table = render(results)
     header = (
         f"{'Smoke run' if args.smoke else 'Run'} finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{total:.0f} s; {machine()}; {platform.platform()}"
+        f"{total:.0f} s; {machine()}; {platform.platform()}\n\n"
+        f"Speed of the machine (lower is faster, `harness.speed`): {speed_before} at the "
+        f"start; {speed()} at the end."
     )
     text = "\n".join([header, "", table, "", *(f"- {line}" for line in lines)])
     VAR.mkdir(exist_ok=True)
