@@ -41,6 +41,7 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --smoke
+	$(BIN)/python -m benchmarks.profile_keyed --requests 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-*.sqlite3

@@ -1,0 +1,103 @@
+"""Where a keyed request's time goes: the phases of the core, timed inside real requests.
+
+Keyed POSTs creating one row (benchmark 1's view), in-process on PostgreSQL. Each phase of the
+request flow is wrapped with a timer; the medians are printed (benchmarks/RESULTS.md, 1).
+Not part of ``run.py``; run it by hand:
+
+    .venv/bin/python -m benchmarks.profile_keyed [--requests N] [--pyinstrument]
+
+``--pyinstrument`` (``pip install pyinstrument``) also prints a sampled call tree of the same
+requests; its sampling slows them down, so its times are shares, not latencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import pg_database, setup_django
+
+BODY = json.dumps({"name": "widget", "payload": {"colour": "blue", "size": 3}}).encode()
+
+
+def timed(owner: Any, name: str, label: str, times: dict[str, list[float]]) -> None:
+    """Replace ``owner.name`` with a wrapper recording each call's duration under ``label``."""
+    function: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            times[label].append(time.perf_counter() - start)
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--pyinstrument", action="store_true")
+    args = parser.parse_args()
+    with pg_database("profile") as url:
+        setup_django("benchmarks.settings", BENCH_DATABASE_URL=url)
+        from django.test import Client
+
+        from benchmarks import views
+        from idempotency_jobs import core, drf
+        from idempotency_jobs.stores import database
+
+        times: dict[str, list[float]] = defaultdict(list)
+        # (owner, attribute, label), in the order a request meets them
+        phases = [
+            (drf, "handle", "the whole keyed handler"),
+            (core, "parse_key", "parse the key"),
+            (drf.IdempotencyMixin, "get_idempotency_scope", "scope"),
+            (drf.IdempotencyMixin, "get_idempotency_fingerprint", "fingerprint"),
+            (core.IdempotentRequest, "claim", "claim"),
+            (database.DatabaseStore, "_insert", "  of which the claim's statement"),
+            (core.IdempotentRequest, "execute", "view, in its transaction, and completion"),
+            (views.PlainWidgetViewSet, "create", "  the view"),
+            (core.IdempotentRequest, "render", "  render the response"),
+            (core.IdempotentRequest, "capture", "  capture it"),
+            (database.DatabaseStore, "complete", "  complete (UPDATE + COMMIT)"),
+        ]
+        for owner, name, label in phases:
+            timed(owner, name, label, times)
+        client = Client()
+
+        def keyed() -> None:
+            headers = {"X-User": "alice", "Idempotency-Key": f"profile-{uuid.uuid4().hex}"}
+            response = client.post("/ours", BODY, content_type="application/json", headers=headers)
+            assert response.status_code == 201, response.content
+
+        for _ in range(200):  # warm up
+            keyed()
+        times.clear()
+        for _ in range(args.requests):
+            keyed()
+        print(f"medians over {args.requests} keyed requests:")
+        for _, _, label in phases:
+            print(f"  {label:44s} {statistics.median(times[label]) * 1e6:8.0f} us")
+        if args.pyinstrument:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            with profiler:
+                for _ in range(args.requests):
+                    keyed()
+            print(profiler.output_text(color=False))
+
+
+if __name__ == "__main__":
+    main()
