@@ -1,7 +1,8 @@
 """Where a keyed request's time goes: the phases of the core, timed inside real requests.
 
-Keyed POSTs creating one row (benchmark 1's view), in-process on PostgreSQL. Each phase of the
-request flow is wrapped with a timer; the medians are printed (benchmarks/RESULTS.md, 1).
+Keyed and unkeyed POSTs creating one row (benchmark 1's view), interleaved, in-process on
+PostgreSQL. Each phase of the request flow is wrapped with a timer; the medians are printed
+(benchmarks/RESULTS.md, 1).
 Not part of ``run.py``; run it by hand:
 
     .venv/bin/python -m benchmarks.profile_keyed [--requests N] [--pyinstrument]
@@ -25,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import pg_database, setup_django
+from benchmarks.harness import interleave, pg_database, setup_django
 
 BODY = json.dumps({"name": "widget", "payload": {"colour": "blue", "size": 3}}).encode()
 
@@ -76,23 +77,41 @@ def main() -> None:
             timed(owner, name, label, times)
         client = Client()
 
-        def keyed() -> None:
-            headers = {"X-User": "alice", "Idempotency-Key": f"profile-{uuid.uuid4().hex}"}
-            response = client.post("/ours", BODY, content_type="application/json", headers=headers)
-            assert response.status_code == 201, response.content
+        def post(keyed: bool) -> Callable[[], None]:
+            def call() -> None:
+                headers = {"X-User": "alice"}
+                if keyed:
+                    headers["Idempotency-Key"] = f"profile-{uuid.uuid4().hex}"
+                before = {label: len(values) for label, values in times.items()}
+                response = client.post(
+                    "/ours", BODY, content_type="application/json", headers=headers
+                )
+                assert response.status_code == 201, response.content
+                if not keyed:  # only the view's time is kept, on a line of its own
+                    view = times["  the view"][before.get("  the view", 0) :]
+                    for label, values in times.items():
+                        del values[before.get(label, 0) :]
+                    times["the view, unkeyed"] += view
 
-        for _ in range(200):  # warm up
-            keyed()
-        times.clear()
-        for _ in range(args.requests):
-            keyed()
-        print(f"medians over {args.requests} keyed requests:")
-        for _, _, label in phases:
-            print(f"  {label:44s} {statistics.median(times[label]) * 1e6:8.0f} us")
+            return call
+
+        requests = interleave(
+            {"keyed request": post(True), "unkeyed request": post(False)},
+            samples=args.requests,
+            warmup=200,
+        )
+        # the warm-up's phases too were recorded: keep the last ``requests`` of each
+        print(f"medians over {args.requests} keyed and {args.requests} unkeyed requests:")
+        for label, values in requests.items():
+            print(f"  {label:44s} {statistics.median(values) * 1e6:8.0f} us")
+        for label in [label for _, _, label in phases] + ["the view, unkeyed"]:
+            values = times[label][-args.requests :]
+            print(f"  {label:44s} {statistics.median(values) * 1e6:8.0f} us")
         if args.pyinstrument:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.0005)
+            keyed = post(True)
             with profiler:
                 for _ in range(args.requests):
                     keyed()
