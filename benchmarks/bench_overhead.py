@@ -136,8 +136,8 @@ def store_alone(report: Report, samples: int, warmup: int) -> None:
 
 def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, list[float]]:
     """The statements alone, sent by raw psycopg with no Django and no Python of ours: what
-    a keyed request costs at the least, as shipped and in the two designs that save a round
-    trip on paper (benchmarks/RESULTS.md, 1)."""
+    a keyed request costs at the least, as shipped, with its statements prepared, and in the
+    two designs that save a round trip on paper (benchmarks/RESULTS.md, 1)."""
     from datetime import UTC, datetime, timedelta
 
     import psycopg
@@ -163,10 +163,20 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
         "expires_at, response_status, response_headers, response_body, replayable) VALUES "
         "(%s, %s, %s, 'completed', '', %s, %s, 201, %s, %s, TRUE); COMMIT"
     )
+    # The shipped statements prepared once per connection (PREPARE, then EXECUTE): the server
+    # skips parsing and planning them.
+    completion = complete.removesuffix("; COMMIT")
+    prepare = "; ".join(
+        f"PREPARE {name} AS {numbered(sql)}"
+        for name, sql in (("ij_claim", claim), ("ij_complete", completion))
+    )
+    claim_prepared = f"EXECUTE ij_claim({', '.join(['%s'] * claim.count('%s'))})"
+    complete_prepared = f"EXECUTE ij_complete({', '.join(['%s'] * completion.count('%s'))}); COMMIT"
     headers = json.dumps([["Content-Type", "application/json"], ["Location", "/widgets/1"]])
     row = ("alice", "widget", json.dumps({"colour": "blue", "size": 3}))
     connection = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
     cursor = connection.cursor()
+    cursor.execute(prepare)
 
     def claim_params(key: str) -> tuple[object, ...]:
         now = datetime.now(UTC)
@@ -185,6 +195,13 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
         cursor.execute("BEGIN")
         cursor.execute(create, row).fetchone()
         cursor.execute(complete, completion_params(record_id, params[3]))
+
+    def prepared() -> None:  # as shipped, each statement prepared
+        params = claim_params(uuid.uuid4().hex)
+        (record_id,) = cursor.execute(claim_prepared, params).fetchone()  # type: ignore[misc]
+        cursor.execute("BEGIN")
+        cursor.execute(create, row).fetchone()
+        cursor.execute(complete_prepared, completion_params(record_id, params[3]))
 
     def claim_opens_transaction() -> None:  # claim + COMMIT + BEGIN | INSERT | UPDATE + COMMIT
         params = claim_params(uuid.uuid4().hex)
@@ -207,6 +224,7 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
         {
             "unkeyed": unkeyed,
             "as shipped": as_shipped,
+            "prepared": prepared,
             "claim opening the transaction": claim_opens_transaction,
             "advisory lock": advisory_lock,
         },
@@ -224,12 +242,19 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
             for name, trips in (
                 ("unkeyed", 1),
                 ("as shipped", 4),
+                ("prepared", 4),
                 ("claim opening the transaction", 3),
                 ("advisory lock", 3),
             )
         ),
     )
     return timings
+
+
+def numbered(sql: str) -> str:
+    """``sql`` with its ``%s`` placeholders as ``$1``, ``$2``...: for ``PREPARE``."""
+    pieces = sql.split("%s")
+    return pieces[0] + "".join(f"${number}{piece}" for number, piece in enumerate(pieces[1:], 1))
 
 
 def best_case(
