@@ -398,11 +398,11 @@ def under_load(report: Report, *, seconds: int, rounds: int) -> None:
     import subprocess
     import tempfile
 
-    from tests.testapp.models import Widget
-
     if shutil.which("wrk") is None:
         report.notes.append("under load: skipped, wrk is not installed (apt install wrk)")
         return
+    from tests.testapp.models import Widget
+
     runs: dict[str, list[dict[str, Any]]] = {"unkeyed": [], "keyed": []}
     with (
         tempfile.NamedTemporaryFile("w", suffix=".lua") as script,
