@@ -383,8 +383,10 @@ done = function(summary, latency)
     end
   end
   io.write(string.format(
-    '\\nRESULT {"requests": %d, "seconds": %f, "p50_us": %d, "p99_us": %d, "statuses": {%s}}\\n',
+    '\\nRESULT {"requests": %d, "seconds": %f, "p50_us": %d, "p99_us": %d, "errors": %d, '
+    .. '"statuses": {%s}}\\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     table.concat(statuses, ", ")))
 end
 """
@@ -434,9 +436,11 @@ def under_load(report: Report, *, seconds: int, rounds: int) -> None:
                 # wrk stops with a request in flight on each connection: those run uncounted,
                 # and may commit after the next run's count began.
                 report.check(
-                    set(result["statuses"]) == {"201"} and 0 <= created - result["requests"] <= 8,
-                    f"under load, {name}: answers {result['statuses']}, {created} rows created "
-                    f"for {result['requests']} requests",
+                    set(result["statuses"]) == {"201"}
+                    and not result["errors"]
+                    and 0 <= created - result["requests"] <= 8,
+                    f"under load, {name}: answers {result['statuses']}, {result['errors']} socket "
+                    f"errors, {created} rows created for {result['requests']} requests",
                 )
                 if round_number:
                     runs[name].append(result)
