@@ -6,12 +6,15 @@ PostgreSQL test database (and Redis), as deployments do.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import quote
@@ -102,19 +105,24 @@ def wait_until_listening(port: int, server: subprocess.Popen) -> None:
     raise AssertionError("gunicorn did not start")
 
 
-@pytest.fixture
-def gunicorn(store) -> Iterator[int]:
-    """Four gunicorn workers serving the test app against this test's database."""
+def database_url(*, port: int | None = None) -> str:
+    """This test's PostgreSQL database as a URL, reached on ``port`` if given (a proxy)."""
     db = connection.settings_dict
     user = quote(db["USER"] or "")
     password = f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else ""
-    database_url = (
-        f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return (
+        f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{port or db['PORT'] or 5432}"
+        f"/{db['NAME']}"
     )
+
+
+@contextmanager
+def serve(store: str, database: str) -> Iterator[int]:
+    """Four gunicorn workers with 8 threads each serving the test app; yields the port."""
     port = closed_port()  # nothing listens there: gunicorn takes it
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database,
         "IDEMPOTENCY_STORE": store,
         "DJANGO_SETTINGS_MODULE": "tests.testapp.server_settings",
     }
@@ -139,6 +147,13 @@ def gunicorn(store) -> Iterator[int]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn(store) -> Iterator[int]:
+    """Several server processes against this test's database."""
+    with serve(store, database_url()) as port:
+        yield port
 
 
 class HTTPAnswer:
@@ -203,3 +218,90 @@ def test_concurrent_identical_requests_to_several_server_processes_run_once(guni
 
     answers = run_over_http(60, gunicorn, f"{path}?sleep=0.3")
     assert_exactly_one_execution(answers, store)
+
+
+# Behind a transaction-pooling proxy -----------------------------------------------------------
+
+SERVER_SESSIONS = 2
+
+
+@pytest.fixture
+def pgbouncer() -> Iterator[int]:
+    """PgBouncer in transaction pooling mode in front of this test's database: each transaction
+    goes to whichever of its SERVER_SESSIONS server sessions is free. Yields its port."""
+    binary = shutil.which("pgbouncer")
+    if binary is None:
+        pytest.skip("PgBouncer is not installed (apt install pgbouncer)")
+    db = connection.settings_dict
+    port = closed_port()
+    # PgBouncer refuses to run as root; it then switches to the database's system user, which
+    # must be able to read its files.
+    folder = Path(tempfile.mkdtemp(prefix="ij-pgbouncer-"))
+    folder.chmod(0o777)
+    config = folder / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        f"* = host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} "
+        f"user={db['USER'] or 'postgres'}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = any\npool_mode = transaction\n"
+        f"default_pool_size = {SERVER_SESSIONS}\nmax_client_conn = 500\n"
+        f"admin_users = {db['USER'] or 'postgres'}\n"
+        f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
+    )
+    config.chmod(0o644)
+    user = ["--user=postgres"] if os.geteuid() == 0 else []
+    proxy = subprocess.Popen([binary, *user, str(config)], cwd=folder)
+    try:
+        wait_until_listening(port, proxy)
+        yield port
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pgbouncer_servers(port: int) -> list[dict[str, object]]:
+    """PgBouncer's own view of its server sessions (its admin console)."""
+    import psycopg
+
+    db = connection.settings_dict
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=db["USER"] or "postgres",
+        dbname="pgbouncer",
+        autocommit=True,
+        cursor_factory=psycopg.ClientCursor,  # the console speaks the simple protocol only
+    ) as console:
+        cursor = console.execute("SHOW SERVERS")
+        names = [column.name for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("path", ["/widgets/", "/fn-widgets"])
+def test_behind_a_transaction_pooling_proxy_each_request_runs_once(pgbouncer, store, path):
+    # The claim commits on its own, then the view's transaction and the completion commit
+    # together: behind the proxy they may run on different server sessions, so neither may
+    # leave anything in its session for the other (a prepared statement, a setting, a lock).
+    with serve(store, database_url(port=pgbouncer)) as port:
+        for number in range(8):  # every worker up, and keys on both server sessions
+            assert http_post(port, path, key=f"warm-up-key-{number}").status_code == 201
+        assert widgets() == 8
+        replay = http_post(port, path, key="warm-up-key-0")
+        assert replay.status_code == 201 and is_replay(replay)
+        IdempotencyKey.objects.all().delete()
+        if store == "redis":
+            from django_redis import get_redis_connection
+
+            get_redis_connection("redis").flushdb()
+        Widget.objects.all().delete()
+
+        answers = run_over_http(60, port, f"{path}?sleep=0.3")
+
+        assert_exactly_one_execution(answers, store)
+        servers = pgbouncer_servers(pgbouncer)
+        test_database = connection.settings_dict["NAME"]
+        assert 1 <= len([s for s in servers if s["database"] == test_database]) <= SERVER_SESSIONS
