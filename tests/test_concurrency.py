@@ -6,6 +6,7 @@ PostgreSQL test database (and Redis), as deployments do.
 
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -96,13 +97,13 @@ def test_concurrent_requests_from_two_callers_run_once_each(store):
 
 def wait_until_listening(port: int, server: subprocess.Popen) -> None:
     for _ in range(300):
-        assert server.poll() is None, "gunicorn exited"
+        assert server.poll() is None, f"{server.args} exited"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise AssertionError("gunicorn did not start")
+    raise AssertionError(f"{server.args} did not start")
 
 
 def database_url(*, port: int | None = None) -> str:
@@ -232,10 +233,16 @@ def pgbouncer() -> Iterator[int]:
     binary = shutil.which("pgbouncer")
     if binary is None:
         pytest.skip("PgBouncer is not installed (apt install pgbouncer)")
+    # PgBouncer will not run as root: it then switches to the database's system user, which
+    # must be able to read its files.
+    run_as = []
+    if os.geteuid() == 0:
+        try:
+            run_as = [f"--user={pwd.getpwnam('postgres').pw_name}"]
+        except KeyError:
+            pytest.skip("PgBouncer will not run as root, and there is no 'postgres' user")
     db = connection.settings_dict
     port = closed_port()
-    # PgBouncer refuses to run as root; it then switches to the database's system user, which
-    # must be able to read its files.
     folder = Path(tempfile.mkdtemp(prefix="ij-pgbouncer-"))
     folder.chmod(0o777)
     config = folder / "pgbouncer.ini"
@@ -251,8 +258,7 @@ def pgbouncer() -> Iterator[int]:
         f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
     )
     config.chmod(0o644)
-    user = ["--user=postgres"] if os.geteuid() == 0 else []
-    proxy = subprocess.Popen([binary, *user, str(config)], cwd=folder)
+    proxy = subprocess.Popen([binary, *run_as, str(config)], cwd=folder)
     try:
         wait_until_listening(port, proxy)
         yield port
