@@ -151,6 +151,34 @@ def test_malformed_bodies_are_4xx_problems(
     assert again.get("Idempotent-Replayed") is None
 
 
+@pytest.mark.django_db
+@KEYED
+@pytest.mark.parametrize("template", [2**31, 2**63, 10**22, -1, 0])
+def test_numbers_the_database_cannot_hold_are_400_problems(
+    api: APIClient, store: str, key: str | None, template: int
+) -> None:
+    # Found by the schema fuzzer: 10**22 as a letter's template reached the INSERT (500).
+    body = {
+        "template": template,
+        "recipient": {"address1": "1 High St", "town": "Leeds", "postcode": "LS1", "country": "GB"},
+    }
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    response = api.post(LETTERS, body, format="json", **headers)
+    problem(response, 400)
+    nothing_happened(store)
+
+
+@pytest.mark.django_db
+def test_the_largest_template_number_the_column_holds_is_accepted(api: APIClient) -> None:
+    body = {
+        "template": 2**31 - 1,
+        "recipient": {"address1": "1 High St", "town": "Leeds", "postcode": "LS1", "country": "GB"},
+    }
+    response = api.post(LETTERS, body, format="json")
+    assert response.status_code < 300, response.content
+    assert Letter.objects.get().template == 2**31 - 1
+
+
 # Keys ---------------------------------------------------------------------------------------
 
 

@@ -61,7 +61,8 @@ class LetterCreateSerializer(serializers.Serializer[Any]):
     test = serializers.BooleanField(
         default=False, help_text="A test letter is never printed or charged."
     )
-    template = serializers.IntegerField(required=False, min_value=1)
+    # Letter.template is a PositiveIntegerField: 2**31 - 1 at most on every database.
+    template = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     background = serializers.URLField(max_length=2000, required=False, allow_blank=True)
     pages = serializers.CharField(max_length=100_000, required=False, trim_whitespace=False)
     file = serializers.URLField(max_length=2000, required=False)
