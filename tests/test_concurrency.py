@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -106,6 +107,18 @@ def wait_until_listening(port: int, server: subprocess.Popen) -> None:
     raise AssertionError(f"{server.args} did not start")
 
 
+@contextmanager
+def listening(command: list[str], port: int, **options: Any) -> Iterator[None]:
+    """``command`` running until the block ends, once something listens on ``port``."""
+    process = subprocess.Popen(command, **options)
+    try:
+        wait_until_listening(port, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def database_url(*, port: int | None = None) -> str:
     """This test's PostgreSQL database as a URL, reached on ``port`` if given (a proxy)."""
     db = connection.settings_dict
@@ -127,27 +140,19 @@ def serve(store: str, database: str) -> Iterator[int]:
         "IDEMPOTENCY_STORE": store,
         "DJANGO_SETTINGS_MODULE": "tests.testapp.server_settings",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "tests.testapp.wsgi:application",
-            f"--bind=127.0.0.1:{port}",
-            "--workers=4",
-            "--worker-class=gthread",
-            "--threads=8",
-            "--log-level=warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        wait_until_listening(port, server)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.testapp.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        "--workers=4",
+        "--worker-class=gthread",
+        "--threads=8",
+        "--log-level=warning",
+    ]
+    with listening(command, port, cwd=ROOT, env=env):
         yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -204,18 +209,23 @@ def run_over_http(count, port, path):
     return answers
 
 
-@pytest.mark.postgresql
-@pytest.mark.parametrize("path", ["/widgets/", "/fn-widgets"])
-def test_concurrent_identical_requests_to_several_server_processes_run_once(gunicorn, store, path):
-    # Warm every worker up so the burst hits several processes at once.
-    for number in range(8):
-        assert http_post(gunicorn, path, key=f"warm-up-key-{number}").status_code == 201
+def forget_everything(store: str) -> None:
+    """No keys and no widgets: the warm-up's requests do not count in the burst."""
     IdempotencyKey.objects.all().delete()
     if store == "redis":
         from django_redis import get_redis_connection
 
         get_redis_connection("redis").flushdb()
     Widget.objects.all().delete()
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("path", ["/widgets/", "/fn-widgets"])
+def test_concurrent_identical_requests_to_several_server_processes_run_once(gunicorn, store, path):
+    # Warm every worker up so the burst hits several processes at once.
+    for number in range(8):
+        assert http_post(gunicorn, path, key=f"warm-up-key-{number}").status_code == 201
+    forget_everything(store)
 
     answers = run_over_http(60, gunicorn, f"{path}?sleep=0.3")
     assert_exactly_one_execution(answers, store)
@@ -258,13 +268,10 @@ def pgbouncer() -> Iterator[int]:
         f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
     )
     config.chmod(0o644)
-    proxy = subprocess.Popen([binary, *run_as, str(config)], cwd=folder)
     try:
-        wait_until_listening(port, proxy)
-        yield port
+        with listening([binary, *run_as, str(config)], port, cwd=folder):
+            yield port
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -298,12 +305,7 @@ def test_behind_a_transaction_pooling_proxy_each_request_runs_once(pgbouncer, st
         assert widgets() == 8
         replay = http_post(port, path, key="warm-up-key-0")
         assert replay.status_code == 201 and is_replay(replay)
-        IdempotencyKey.objects.all().delete()
-        if store == "redis":
-            from django_redis import get_redis_connection
-
-            get_redis_connection("redis").flushdb()
-        Widget.objects.all().delete()
+        forget_everything(store)
 
         answers = run_over_http(60, port, f"{path}?sleep=0.3")
 
