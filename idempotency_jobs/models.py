@@ -42,10 +42,9 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
         The DELETE re-checks this queryset's condition, so a key claimed again since stays.
         """
         using = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
-        features = connections[using].features
-        pks = self.values_list("pk", flat=True)
+        connection = connections[using]
         with transaction.atomic(using=using):
-            if connections[using].vendor == "postgresql":
+            if connection.vendor == "postgresql":
                 # The DELETE finds the rows by their address (ctid), not by a lookup in the
                 # primary key's index per row (half of its time). It only sees row versions as
                 # they were when it began: a row changed since is left alone.
@@ -54,12 +53,14 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
                 picked, params = rows.query.get_compiler(using).as_sql()
                 at = f"ctid = ANY(ARRAY({picked}))"
                 batch = self.filter(RawSQL(at, params, output_field=models.BooleanField()))  # noqa: S611
-            elif features.allow_sliced_subqueries_with_in:  # SQLite: one statement too
-                batch = self.filter(pk__in=pks[:size])
-            else:  # MySQL: the ids through Python
-                if features.has_select_for_update_skip_locked:
-                    pks = pks.select_for_update(skip_locked=True)
-                batch = self.filter(pk__in=list(pks[:size]))
+            else:
+                pks = self.values_list("pk", flat=True)
+                if connection.features.allow_sliced_subqueries_with_in:  # SQLite: one statement
+                    batch = self.filter(pk__in=pks[:size])
+                else:  # MySQL: the ids through Python
+                    if connection.features.has_select_for_update_skip_locked:
+                        pks = pks.select_for_update(skip_locked=True)
+                    batch = self.filter(pk__in=list(pks[:size]))
             return batch.delete()[0]
 
     def delete(self) -> tuple[int, dict[str, int]]:

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.test import TestCase
 from rest_framework.test import APIClient
 
@@ -25,7 +23,13 @@ from idempotency_jobs.jobs import JobRun, JobViewSet
 from idempotency_jobs.models import Job
 from idempotency_jobs.tasks import execute_job
 from tests.helpers import JOB_FIELDS
-from tests.test_example_support import export_media, make_key, no_jobs_run, workspace_client
+from tests.test_example_support import (
+    export_media,
+    make_key,
+    no_jobs_run,
+    valid_email,
+    workspace_client,
+)
 
 __all__ = ["export_media", "make_key", "no_jobs_run", "workspace_client"]
 
@@ -542,18 +546,8 @@ def test_emails_are_accepted_exactly_as_djangos_validator_does(upsert_path: str)
     imported = set(Subscriber.objects.values_list("email", flat=True))
     for email in emails:
         expected = email.strip().lower()
-        assert (expected in imported) == valid(expected), email
+        assert (expected in imported) == valid_email(expected), email
     assert result["created"] + result["failed"] == len(emails)
-
-
-def valid(email: str) -> bool:
-    if len(email) > 254:
-        return False
-    try:
-        validate_email(email)
-    except ValidationError:
-        return False
-    return True
 
 
 def test_reimporting_the_same_custom_values_changes_nothing(

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from rest_framework.test import APIClient
 
 from example_project.workspaces.models import ApiKey, Workspace
@@ -24,6 +26,7 @@ __all__ = [
     "http",
     "make_key",
     "no_jobs_run",
+    "valid_email",
     "workspace_client",
 ]
 
@@ -93,3 +96,14 @@ def http(
 def no_jobs_run(settings: Any) -> None:
     """Jobs stay ``queued`` (a task backend nobody works off): tests run them by hand."""
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+
+
+def valid_email(email: str) -> bool:
+    """What an import must accept: Django's validator passes it and it fits the column."""
+    if len(email) > 254:
+        return False
+    try:
+        validate_email(email)
+    except ValidationError:
+        return False
+    return True

@@ -20,8 +20,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -39,6 +37,7 @@ from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.fingerprint import default_fingerprint
 from idempotency_jobs.models import Job
+from tests.test_example_support import valid_email
 from tests.test_reliability_support import IMPORT_URL, MAPPINGS, workspace_secret
 
 DB_EXAMPLES = settings(
@@ -73,16 +72,6 @@ class NoProgress:
 
 def normal(email: str) -> str:
     return email.strip().lower()
-
-
-def valid(email: str) -> bool:
-    if not email or len(email) > 254:
-        return False
-    try:
-        validate_email(email)
-    except ValidationError:
-        return False
-    return True
 
 
 def run_import(workspace: Workspace, text: str) -> dict[str, Any]:
@@ -125,7 +114,7 @@ def test_every_email_the_fast_path_accepts_django_accepts(email: str) -> None:
     it lets through must be valid by Django's rules (the others go to Django's validator)."""
     assume(len(email) <= 254)  # PLAIN_EMAIL's lookahead, slow for hypothesis to generate
     assert re.fullmatch(PLAIN_EMAIL, email)
-    assert valid(email)
+    assert valid_email(email)
 
 
 @pytest.mark.django_db
@@ -182,7 +171,7 @@ def test_row_accounting_is_exact_for_messy_csv(
     assert result["rows"] == len(rows)
     assert result["created"] + result["updated"] + result["skipped"] + result["failed"] == len(rows)
     assert result["skipped"] == blank
-    assert emails == {normal(e) for e, _ in rows if valid(normal(e))}
+    assert emails == {normal(e) for e, _ in rows if valid_email(normal(e))}
     assert result["created"] == len(emails)
     assert all(2 <= error["row"] <= len(rows) + 1 for error in result["errors"])
 
