@@ -10,6 +10,8 @@ from django.db.models import F, Q, sql
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from .signals import job_finished, job_started
+
 __all__ = ["IdempotencyKey", "Job"]
 
 
@@ -202,7 +204,10 @@ class JobQuerySet(models.QuerySet["Job"]):
             started_at=now,
             progress={},
         )
-        return self.filter(pk=job_id, worker_token=token).first() if claimed else None
+        job = self.filter(pk=job_id, worker_token=token).first() if claimed else None
+        if job is not None:
+            job_started.send_robust(sender=Job, job=job)
+        return job
 
 
 class Job(models.Model):
@@ -302,7 +307,7 @@ class Job(models.Model):
         }
         if progress is not None:
             fields["progress"] = progress
-        return self._guarded_update(**fields)
+        return self._finished(self._guarded_update(**fields))
 
     def requeue(self, now: datetime) -> bool:
         """Recovery: put a job back in the queue if it is still in the state recovery saw."""
@@ -310,7 +315,14 @@ class Job(models.Model):
 
     def give_up(self, now: datetime, error: dict[str, Any]) -> bool:
         """Recovery: fail a job that has used all its attempts."""
-        return self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+        return self._finished(
+            self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+        )
+
+    def _finished(self, updated: bool) -> bool:
+        if updated:
+            job_finished.send_robust(sender=Job, job=self, status=self.status)
+        return updated
 
     def _recover(self, now: datetime, **fields: Any) -> bool:
         fields.update(lease_expires_at=None, task_id="")
