@@ -177,6 +177,15 @@ class IdempotencyKey(models.Model):
     def lease_expired(self, now: datetime | None = None) -> bool:
         return self.lease_expires_at is None or self.lease_expires_at <= (now or timezone.now())
 
+    def release(self) -> bool:
+        """An operator frees a stuck claim: deleted only while it is still this in-progress
+        claim (a compare-and-delete), so a completed key is never released. Its request, if
+        it still runs, then loses its lease and its writes roll back."""
+        claim = IdempotencyKey.objects.filter(
+            pk=self.pk, state=IdempotencyKey.State.IN_PROGRESS, owner_token=self.owner_token
+        )
+        return bool(claim.delete()[0])
+
 
 class JobQuerySet(models.QuerySet["Job"]):
     def for_owner(self, owner: str) -> JobQuerySet:
@@ -208,6 +217,13 @@ class JobQuerySet(models.QuerySet["Job"]):
         if job is not None:
             job_started.send_robust(sender=Job, job=job)
         return job
+
+
+CANCELLED = {
+    "code": "job_cancelled",
+    "message": "The job was cancelled before it started.",
+    "details": {},
+}
 
 
 class Job(models.Model):
@@ -318,6 +334,38 @@ class Job(models.Model):
         return self._finished(
             self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
         )
+
+    def retry(self) -> bool:
+        """An operator runs a failed job again, with a fresh set of attempts; the caller
+        enqueues it (``enqueue_job``)."""
+        now = timezone.now()
+        fields: dict[str, Any] = {
+            "status": Job.Status.QUEUED,
+            "attempts": 0,
+            "result": None,
+            "error": None,
+            "progress": {},
+            "worker_token": "",
+            "lease_expires_at": None,
+            "task_id": "",
+            "enqueued_at": now,
+            "started_at": None,
+            "finished_at": None,
+        }
+        return self._change_from(Job.Status.FAILED, **fields)
+
+    def cancel(self) -> bool:
+        """An operator cancels a job that has not started: it fails with ``job_cancelled``. A
+        delivery still in the queue then finds nothing to do; a running job is left alone."""
+        fields = {"status": Job.Status.FAILED, "error": CANCELLED, "finished_at": timezone.now()}
+        return self._finished(self._change_from(Job.Status.QUEUED, **fields))
+
+    def _change_from(self, current: Job.Status, /, **fields: Any) -> bool:
+        updated = Job.objects.filter(pk=self.pk, status=current).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
 
     def _finished(self, updated: bool) -> bool:
         if updated:

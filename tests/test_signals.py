@@ -294,3 +294,15 @@ def test_a_body_is_never_in_the_log_line(api, store, outcomes):
     post(api, body={**BODY, "name": "secret-name"})
     [(_, record)] = outcomes()
     assert "secret-name" not in record.getMessage()
+
+
+def test_cancelling_a_queued_job_sends_job_finished_and_retrying_sends_nothing():
+    job = new_job(names=["a"])
+    with received(signals.job_started, signals.job_finished) as calls:
+        assert job.cancel()
+        assert not job.cancel()  # already failed: nothing happens, nothing is sent
+        assert job.retry()  # queued again; job_started comes with the worker's claim
+    [(signal, finished)] = calls
+    assert signal is signals.job_finished
+    assert finished["status"] == Job.Status.FAILED
+    assert finished["job"].error["code"] == "job_cancelled"
