@@ -307,3 +307,11 @@ def test_cancelling_a_queued_job_sends_job_finished_and_retrying_sends_nothing()
         assert finished["job"].error["code"] == "job_cancelled"
         assert job.retry()  # queued again; job_started comes with the worker's claim
     assert len(calls) == 1
+
+
+@TWO_FACES
+def test_completed_is_logged_once_with_atomic_requests(api, atomic_requests, store, path, outcomes):
+    """The outcome commits with the request's transaction; so does its log line."""
+    assert_executed(post(api, path))
+    assert is_replay(post(api, path))
+    assert names(outcomes()) == ["completed", "replayed"]
