@@ -1,7 +1,8 @@
 """Stripe-grade idempotency keys and asynchronous jobs for Django REST framework.
 
 Public API: ``idempotency_jobs.drf`` (``IdempotencyMixin``, ``idempotent``),
-``idempotency_jobs.jobs`` (job kinds and their viewset), ``idempotency_jobs.exceptions``.
+``idempotency_jobs.jobs`` (job kinds and their viewset), ``idempotency_jobs.exceptions``,
+``idempotency_jobs.signals`` (what happened to a key or a job).
 """
 
 import importlib.metadata

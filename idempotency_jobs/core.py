@@ -6,6 +6,7 @@ claim -> view -> store outcome -> response.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -35,6 +36,7 @@ from .exceptions import (
 from .keys import parse_key
 from .models import IdempotencyKey
 from .responses import StoredResponse
+from .signals import key_outcome
 from .stores import Claim, Existing, Store, get_store
 
 __all__ = ["UNSET", "IdempotencyOptions", "handle"]
@@ -138,12 +140,15 @@ class IdempotentRequest:
     def run(
         self, scope: str, key: str, fingerprint: str, call_view: Callable[[], HttpResponseBase]
     ) -> HttpResponseBase:
+        self.scope, self.key = scope, key
         found = self.claim(scope, key, fingerprint)
         if not isinstance(found, Claim):
             return found
         self.request.idempotency = found  # type: ignore[attr-defined]
         try:
             return self.execute(found, call_view)
+        except IdempotencyLeaseLost as exc:  # storing a DRF error's answer: nothing to release
+            return problem_response(self.reported("lease_lost", exc))
         except BaseException:
             self.release(found)
             raise
@@ -170,14 +175,16 @@ class IdempotentRequest:
     ) -> HttpResponseBase | None:
         """The replay for a request meeting ``found``; raises its error; ``None``: wait."""
         if found.fingerprint != fingerprint:
-            raise IdempotencyKeyMismatch()
+            raise self.reported("mismatch", IdempotencyKeyMismatch())
         if found.completed and found.response is not None:
             if not found.response.replayable:
-                raise IdempotencyKeyNotReplayable()
-            return found.response.to_response(status=self.options.get("replay_status"))
+                raise self.reported("not_replayable", IdempotencyKeyNotReplayable())
+            replay = found.response.to_response(status=self.options.get("replay_status"))
+            self.report("replayed", replay.status_code, response=replay)
+            return replay
         if last_try:
             retry_after = str(idempotency_settings.RETRY_AFTER)
-            raise IdempotencyKeyInUse(headers={"Retry-After": retry_after})
+            raise self.reported("in_use", IdempotencyKeyInUse(headers={"Retry-After": retry_after}))
         return None
 
     def execute(self, claim: Claim, call_view: Callable[[], HttpResponseBase]) -> HttpResponseBase:
@@ -189,15 +196,17 @@ class IdempotentRequest:
                 response = self.render(call_view())
                 if self.should_store(response):
                     self.store.complete(claim, self.capture(response), last=outermost)
+                    self.report_on_commit("completed", response.status_code)
                     return response
                 transaction.set_rollback(True, using=alias)
         except IdempotencyLeaseLost as exc:
-            return problem_response(exc)
+            return problem_response(self.reported("lease_lost", exc))
         except Exception as exc:
             # DRF turns its own exceptions into responses; anything else propagates (released).
             response = self.render(self.view.handle_exception(exc))
             if self.should_store(response):
                 self.store.complete(claim, self.capture(response))
+                self.report_on_commit("completed", response.status_code)
                 return response
         self.release(claim)
         return response
@@ -207,6 +216,29 @@ class IdempotentRequest:
             self.store.release(claim)
         except Exception:  # the lease frees it later; never hide the original outcome
             logger.exception("Could not release idempotency key %r", claim.key)
+        else:
+            self.report("released", None)
+
+    def report(self, outcome: str, status: int | None, **extra: Any) -> None:
+        """The outcome's log line and signal (``signals.py``)."""
+        key_outcome(
+            outcome,
+            view=self.view,
+            request=self.request,
+            scope=self.scope,
+            key=self.key,
+            status=status,
+            **extra,
+        )
+
+    def reported[E: IdempotencyError](self, outcome: str, exc: E) -> E:
+        self.report(outcome, exc.status_code)
+        return exc
+
+    def report_on_commit(self, outcome: str, status: int) -> None:
+        """Reported once the outcome is committed: not if the transaction rolls back."""
+        report = functools.partial(self.report, outcome, status)
+        transaction.on_commit(report, using=self.store.database_alias, robust=True)
 
     def render(self, response: HttpResponseBase) -> HttpResponseBase:
         view = self.view

@@ -10,6 +10,8 @@ from django.db.models import F, Q, sql
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from .signals import job_finished, job_started
+
 __all__ = ["IdempotencyKey", "Job"]
 
 
@@ -175,6 +177,15 @@ class IdempotencyKey(models.Model):
     def lease_expired(self, now: datetime | None = None) -> bool:
         return self.lease_expires_at is None or self.lease_expires_at <= (now or timezone.now())
 
+    def release(self) -> bool:
+        """An operator frees a stuck claim: deleted only while it is still this in-progress
+        claim (a compare-and-delete), so a completed key is never released. Its request, if
+        it still runs, then loses its lease and its writes roll back."""
+        claim = IdempotencyKey.objects.filter(
+            pk=self.pk, state=IdempotencyKey.State.IN_PROGRESS, owner_token=self.owner_token
+        )
+        return bool(claim.delete()[0])
+
 
 class JobQuerySet(models.QuerySet["Job"]):
     def for_owner(self, owner: str) -> JobQuerySet:
@@ -202,7 +213,17 @@ class JobQuerySet(models.QuerySet["Job"]):
             started_at=now,
             progress={},
         )
-        return self.filter(pk=job_id, worker_token=token).first() if claimed else None
+        job = self.filter(pk=job_id, worker_token=token).first() if claimed else None
+        if job is not None:
+            job_started.send_robust(sender=Job, job=job)
+        return job
+
+
+CANCELLED = {
+    "code": "job_cancelled",
+    "message": "The job was cancelled before it started.",
+    "details": {},
+}
 
 
 class Job(models.Model):
@@ -302,7 +323,7 @@ class Job(models.Model):
         }
         if progress is not None:
             fields["progress"] = progress
-        return self._guarded_update(**fields)
+        return self._finished(self._guarded_update(**fields))
 
     def requeue(self, now: datetime) -> bool:
         """Recovery: put a job back in the queue if it is still in the state recovery saw."""
@@ -310,7 +331,46 @@ class Job(models.Model):
 
     def give_up(self, now: datetime, error: dict[str, Any]) -> bool:
         """Recovery: fail a job that has used all its attempts."""
-        return self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+        return self._finished(
+            self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+        )
+
+    def retry(self) -> bool:
+        """An operator runs a failed job again, with a fresh set of attempts; the caller
+        enqueues it (``enqueue_job``)."""
+        now = timezone.now()
+        fields: dict[str, Any] = {
+            "status": Job.Status.QUEUED,
+            "attempts": 0,
+            "result": None,
+            "error": None,
+            "progress": {},
+            "worker_token": "",
+            "lease_expires_at": None,
+            "task_id": "",
+            "enqueued_at": now,
+            "started_at": None,
+            "finished_at": None,
+        }
+        return self._change_from(Job.Status.FAILED, **fields)
+
+    def cancel(self) -> bool:
+        """An operator cancels a job that has not started: it fails with ``job_cancelled``. A
+        delivery still in the queue then finds nothing to do; a running job is left alone."""
+        fields = {"status": Job.Status.FAILED, "error": CANCELLED, "finished_at": timezone.now()}
+        return self._finished(self._change_from(Job.Status.QUEUED, **fields))
+
+    def _change_from(self, current: Job.Status, /, **fields: Any) -> bool:
+        updated = Job.objects.filter(pk=self.pk, status=current).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def _finished(self, updated: bool) -> bool:
+        if updated:
+            job_finished.send_robust(sender=Job, job=self, status=self.status)
+        return updated
 
     def _recover(self, now: datetime, **fields: Any) -> bool:
         fields.update(lease_expires_at=None, task_id="")
