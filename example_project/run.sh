@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the example service locally: migrate, print a fresh API key for workspace "demo" and a curl
 # line to try, then serve HTTP (gunicorn), work off jobs (db_worker, or rqworker with
-# TASKS_BACKEND=rq) and run job recovery (both started again whenever they exit), until Ctrl-C.
+# TASKS_BACKEND=rq), run job recovery and delete orphaned import files (each started again
+# whenever it exits), until Ctrl-C.
 #
 # Environment: PORT (8000), HOST (127.0.0.1), PYTHON, WEB_WORKERS (2), and everything
 # example_project/settings.py reads (DATABASE_URL, TASKS_BACKEND, IDEMPOTENCY_STORE, REDIS_URL…).
@@ -132,6 +133,9 @@ rq)
 esac
 # Sends jobs whose worker died, or whose enqueue was lost, again (idempotency_jobs recovery).
 supervise recover_jobs "$PYTHON" manage.py recover_jobs --every 60 &
+pids+=($!)
+# Deletes stored import CSVs whose job never committed (its request rolled back or died).
+supervise purge_import_files "$PYTHON" manage.py purge_import_files --every 3600 &
 pids+=($!)
 
 # The workers are started again when they exit; gunicorn restarts its own workers, and if it
