@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the example service locally: migrate, print a fresh API key for workspace "demo" and a curl
 # line to try, then serve HTTP (gunicorn), work off jobs (db_worker, or rqworker with
-# TASKS_BACKEND=rq) and run job recovery, until Ctrl-C.
+# TASKS_BACKEND=rq), run job recovery and delete orphaned import files (each started again
+# whenever it exits), until Ctrl-C.
 #
 # Environment: PORT (8000), HOST (127.0.0.1), PYTHON, WEB_WORKERS (2), and everything
 # example_project/settings.py reads (DATABASE_URL, TASKS_BACKEND, IDEMPOTENCY_STORE, REDIS_URL…).
@@ -55,20 +56,62 @@ EOF
 # gunicorn's default access log names the Basic auth user: here, the API key. Leave it out.
 ACCESS_LOG_FORMAT='%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
+GRACE_TICKS=50 # 10 s (in 0.2 s ticks) for a process to finish in-flight work when stopped
+
+# reap PID...: wait for processes sent SIGTERM; SIGKILL those still running after the grace
+# (a worker's job, if any, is picked up again by recover_jobs).
+reap() {
+	for _ in $(seq "$GRACE_TICKS"); do
+		alive=
+		for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && break
+		sleep 0.2
+	done
+	kill -KILL "$@" 2>/dev/null || true
+	for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# supervise NAME COMMAND...: run COMMAND, and start it again whenever it exits (a worker exits
+# when its database is away for a moment, or it may be killed), until this is sent SIGTERM.
+# The pause before a restart doubles on each exit, from 1 s up to 30 s, and is 1 s again
+# after a run of a minute or more.
+supervise() {
+	local name=$1 child= status started delay=1 stopping=
+	shift
+	# Not this script's traps (Ctrl-C is handled there, by SIGTERM to each supervisor). SIGTERM:
+	# stop the process (or the pause) now running, and start nothing again.
+	trap - EXIT
+	trap '' INT
+	trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM
+	while [ -z "$stopping" ]; do
+		started=$SECONDS
+		"$@" &
+		child=$!
+		[ -z "$stopping" ] || kill -TERM "$child" 2>/dev/null || true
+		status=0
+		wait "$child" || status=$?
+		if [ -n "$stopping" ]; then
+			reap "$child"
+			break
+		fi
+		child=
+		[ $((SECONDS - started)) -lt 60 ] || delay=1
+		echo "run.sh: $name exited (status $status); starting it again in $delay s." >&2
+		sleep "$delay" &
+		child=$!
+		[ -z "$stopping" ] || kill -TERM "$child" 2>/dev/null || true
+		wait "$child" || true
+		child=
+		delay=$((delay * 2 > 30 ? 30 : delay * 2))
+	done
+}
+
 pids=()
 stop() {
 	trap - INT TERM EXIT
 	kill -TERM "${pids[@]}" 2>/dev/null || true
-	# Ten seconds to finish in-flight work; a worker still running then is killed (its job,
-	# if any, is picked up again by recover_jobs on the next start).
-	for _ in $(seq 50); do
-		alive=
-		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-		[ -z "$alive" ] && break
-		sleep 0.2
-	done
-	kill -KILL "${pids[@]}" 2>/dev/null || true
-	wait || true
+	# A supervisor gives its process the same 10 s: a little longer for them.
+	GRACE_TICKS=60 reap "${pids[@]}"
 }
 trap stop INT TERM EXIT
 
@@ -80,17 +123,21 @@ pids+=($!)
 
 case "${TASKS_BACKEND:-db}" in
 db)
-	"$PYTHON" manage.py db_worker &
+	supervise db_worker "$PYTHON" manage.py db_worker &
 	pids+=($!)
 	;;
 rq)
-	"$PYTHON" manage.py rqworker default --job-class django_tasks_rq.Job &
+	supervise rqworker "$PYTHON" manage.py rqworker default --job-class django_tasks_rq.Job &
 	pids+=($!)
 	;;
 esac
 # Sends jobs whose worker died, or whose enqueue was lost, again (idempotency_jobs recovery).
-"$PYTHON" manage.py recover_jobs --every 60 &
+supervise recover_jobs "$PYTHON" manage.py recover_jobs --every 60 &
+pids+=($!)
+# Deletes stored import CSVs whose job never committed (its request rolled back or died).
+supervise purge_import_files "$PYTHON" manage.py purge_import_files --every 3600 &
 pids+=($!)
 
-# Whichever process stops first (or Ctrl-C) stops the others.
+# The workers are started again when they exit; gunicorn restarts its own workers, and if it
+# stops itself (the port is taken, Ctrl-C), everything stops.
 wait -n || true

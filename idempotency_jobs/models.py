@@ -325,6 +325,17 @@ class Job(models.Model):
             fields["progress"] = progress
         return self._finished(self._guarded_update(**fields))
 
+    def retry_later(self, now: datetime) -> bool:
+        """Its worker met a transient failure: back to ``queued`` for recovery to send again
+        (after ``JOB_STALE_AFTER``); ``False``: the job is no longer ours."""
+        return self._guarded_update(
+            status=Job.Status.QUEUED,
+            worker_token="",
+            lease_expires_at=None,
+            task_id="",
+            enqueued_at=now,
+        )
+
     def requeue(self, now: datetime) -> bool:
         """Recovery: put a job back in the queue if it is still in the state recovery saw."""
         return self._recover(now, status=Job.Status.QUEUED, worker_token="", enqueued_at=now)

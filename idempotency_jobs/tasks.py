@@ -12,9 +12,12 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DatabaseError
 from django.tasks import Task, TaskResultStatus, task_backends
+from django.utils import timezone
 
 from .conf import idempotency_settings
+from .failures import close_broken_connections, interrupted_too_often, is_transient
 from .jobs import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
 from .models import Job
 
@@ -103,7 +106,9 @@ def _run(job: Job, handler: Callable[[dict[str, Any], JobRun], Any]) -> str:
         return "superseded"
     except JobFailed as exc:
         outcome, fields = Job.Status.FAILED, {"error": exc.as_error()}
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):
+            return _interrupted(job, run, exc)
         logger.exception("Job %s (%s) crashed.", job.pk, job.kind)
         outcome, fields = Job.Status.FAILED, {"error": CRASHED}
     else:
@@ -112,3 +117,28 @@ def _run(job: Job, handler: Callable[[dict[str, Any], JobRun], Any]) -> str:
         logger.warning("Job %s was taken over by another worker; outcome dropped.", job.pk)
         return "superseded"
     return str(outcome)
+
+
+def _interrupted(job: Job, run: JobRun, exc: Exception) -> str:
+    """A transient failure: back to the queue, for recovery to send again after
+    ``JOB_STALE_AFTER``; failed once started ``JOB_MAX_ATTEMPTS`` times. Should even that write
+    fail (the database is still away), the lease runs out and recovery takes the job."""
+    close_broken_connections()
+    last = job.attempts >= idempotency_settings.JOB_MAX_ATTEMPTS
+    try:
+        if last:
+            error = interrupted_too_often(job.attempts)
+            recorded = job.finish(Job.Status.FAILED, error=error, progress=run.current)
+        else:
+            recorded = job.retry_later(timezone.now())
+    except DatabaseError:
+        logger.exception("Job %s: could not record a transient failure; left to recovery.", job.pk)
+        return "interrupted"
+    if not recorded:
+        logger.warning("Job %s was taken over by another worker; outcome dropped.", job.pk)
+        return "superseded"
+    if last:
+        logger.error("Job %s (%s) failed on its last attempt.", job.pk, job.kind, exc_info=exc)
+        return str(Job.Status.FAILED)
+    logger.warning("Job %s (%s) interrupted; to be run again.", job.pk, job.kind, exc_info=exc)
+    return "retry"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import TestCase
 from rest_framework.test import APIClient
 
@@ -20,7 +23,7 @@ from example_project.subscribers.jobs import IMPORT
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.jobs import JobRun, JobViewSet
-from idempotency_jobs.models import Job
+from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.tasks import execute_job
 from tests.helpers import JOB_FIELDS
 from tests.test_example_support import (
@@ -363,6 +366,100 @@ def test_no_csv_is_left_behind_when_its_job_cannot_be_created(
     with pytest.raises(RuntimeError):
         create_import(workspace_client(), "Email,Name\nada@example.com,Ada\n")
     assert list((export_media / "imports").iterdir()) == []
+
+
+def stored_csvs(media: Path) -> list[Path]:
+    return sorted((media / "imports").glob("*")) if (media / "imports").exists() else []
+
+
+def age(path: Path, hours: float) -> None:
+    """As if ``path`` had been written ``hours`` ago."""
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+def purge_import_files(*args: str) -> str:
+    out = io.StringIO()
+    call_command("purge_import_files", *args, stdout=out, no_color=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("rollback", ["lease_lost", "view_failed_after_the_write"])
+def test_a_csv_whose_job_rolled_back_is_deleted(
+    workspace_client: Callable[..., APIClient],
+    export_media: Path,
+    monkeypatch: Any,
+    no_jobs_run: None,
+    rollback: str,
+) -> None:
+    """The CSV is written before the job's transaction commits; when that rolls back, no job
+    refers to the file, and ``purge_import_files`` deletes it once it is older than a request
+    could be (an hour by default)."""
+    api = workspace_client()
+    kept = create_import(
+        api, "Email,Name\nada@example.com,Ada\n", HTTP_IDEMPOTENCY_KEY="import-kept-0001"
+    )
+    assert kept.status_code == 202
+    create_job = JobViewSet.perform_create_job
+
+    def lose_the_lease(self: JobViewSet, params: Any, owner: str) -> Job:
+        job = create_job(self, params, owner)
+        # As a request that took the key over after this one's lease ran out would.
+        IdempotencyKey.objects.filter(pk=self.request.idempotency.record_id).update(
+            owner_token="t" * 32
+        )
+        return job
+
+    def fail_after_the_write(self: JobViewSet, job: Job) -> Any:
+        raise RuntimeError("the answer could not be made")
+
+    if rollback == "lease_lost":
+        monkeypatch.setattr(JobViewSet, "perform_create_job", lose_the_lease)
+    else:
+        monkeypatch.setattr(JobViewSet, "get_serializer", fail_after_the_write)
+        api.raise_request_exception = False
+    failed = create_import(
+        api, "Email,Name\nalan@example.com,Alan\n", HTTP_IDEMPOTENCY_KEY="import-lost-0001"
+    )
+    assert failed.status_code == (409 if rollback == "lease_lost" else 500)
+    assert Job.objects.count() == 1
+    assert len(stored_csvs(export_media)) == 2  # the second one's job rolled back
+
+    assert purge_import_files() == "Deleted 0 import files.\n"  # it may be a request in flight
+    for path in stored_csvs(export_media):
+        age(path, hours=2)
+    assert purge_import_files() == "Deleted 1 import files.\n"
+
+    assert [path.relative_to(export_media).as_posix() for path in stored_csvs(export_media)] == [
+        Job.objects.get().params["csv_file"]["name"]
+    ]
+
+
+def test_purge_import_files_dry_run_and_older_than(
+    workspace_client: Callable[..., APIClient], export_media: Path, no_jobs_run: None
+) -> None:
+    create_import(workspace_client(), "Email,Name\nada@example.com,Ada\n")
+    orphans = [export_media / "imports" / f"subscribers-orphan-{n}.csv" for n in range(3)]
+    for orphan in orphans:
+        orphan.write_bytes(b"Email\nx@example.com\n")
+    other = export_media / "imports" / "not-an-import.txt"
+    other.write_bytes(b"kept")
+    for path in stored_csvs(export_media):
+        age(path, hours=3)
+    age(orphans[2], hours=0.5)
+
+    assert purge_import_files("--dry-run") == "Would delete 2 import files.\n"
+    assert len(stored_csvs(export_media)) == 5
+    assert purge_import_files("--older-than", "1h", "-v", "2") == (
+        "Deleted 2 import files.\n"
+        "  imports/subscribers-orphan-0.csv\n"
+        "  imports/subscribers-orphan-1.csv\n"
+    )
+    assert purge_import_files("--older-than", "20m") == "Deleted 1 import files.\n"
+    assert len(stored_csvs(export_media)) == 2  # the job's CSV and the file that is no CSV
+    for wrong in (["--older-than", "0s"], ["--older-than", "soon"], ["--every", "0"]):
+        with pytest.raises(CommandError):
+            call_command("purge_import_files", *wrong)
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])

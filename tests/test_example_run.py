@@ -55,7 +55,7 @@ class Service:
 
     def log(self) -> str:
         ps = subprocess.run(
-            ["ps", "-o", "pid,stat,wchan:24,cmd", "-g", str(self.process.pid)],
+            ["ps", "-ww", "-o", "pid,ppid,stat,wchan:24,args", "-g", str(self.process.pid)],
             capture_output=True,
             text=True,
             check=False,
@@ -234,6 +234,68 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
     os.killpg(service.process.pid, signal.SIGINT)
     deadline = time.monotonic() + 30
     # poll() reaps run.sh itself: a zombie still counts as a member of its process group.
+    while (service.process.poll() is None or group_alive(service.process.pid)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert service.process.poll() is not None, service.log()
+    assert not group_alive(service.process.pid), service.log()
+
+
+def session_processes(sid: int, command: str) -> list[int]:
+    """The processes of session ``sid`` (run.sh leads its own) whose command line has
+    ``command``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == sid and command in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for_one(service: Service, command: str, other_than: int | None = None) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = session_processes(service.process.pid, command)
+        if len(pids) == 1 and pids[0] != other_than:
+            return pids[0]
+        assert service.process.poll() is None, service.log()
+        time.sleep(0.1)
+    raise AssertionError(f"no new {command} process:\n{service.log()}")
+
+
+@pytest.mark.parametrize(
+    "service", [{"TASKS_BACKEND": "db", "IDEMPOTENCY_STORE": "database"}], indirect=True
+)
+def test_run_script_starts_a_worker_again_when_it_exits(service: Service) -> None:
+    """SPEC §6: a worker that exits (its database was away, it was killed) is restarted, with
+    a pause that grows while it keeps exiting; the service runs on; SIGTERM still stops all."""
+    first = wait_for_one(service, "manage.py db_worker")
+    os.kill(first, signal.SIGKILL)
+    second = wait_for_one(service, "manage.py db_worker", other_than=first)
+    os.kill(second, signal.SIGKILL)
+    third = wait_for_one(service, "manage.py db_worker", other_than=second)
+    log = "".join(service.output)
+    assert "run.sh: db_worker exited (status 137); starting it again in 1 s." in log, log
+    assert "run.sh: db_worker exited (status 137); starting it again in 2 s." in log, log
+
+    recovery = wait_for_one(service, "manage.py recover_jobs")
+    os.kill(recovery, signal.SIGKILL)
+    wait_for_one(service, "manage.py recover_jobs", other_than=recovery)
+
+    created = mailrith_post(service.url, service.key, MAILRITH_BODY)
+    assert created.status == 202, (created.body, service.log())
+    job = service.poll(created.headers["Location"])
+    assert job["status"] == "succeeded", (job, service.log())
+    assert session_processes(service.process.pid, "manage.py db_worker") == [third]
+
+    # A supervisor (systemd, Docker) sends SIGTERM to run.sh alone: it stops everything.
+    service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
     while (service.process.poll() is None or group_alive(service.process.pid)) and (
         time.monotonic() < deadline
     ):

@@ -1,5 +1,6 @@
 """SPEC §6 when a worker dies mid-import: SIGKILL in the middle of a subscriber import, then
-``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once.
+``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once. The same
+when the worker lives but loses its database connections (a transient failure).
 
 The import is stopped at a known row without any test hook in its code: this test holds a
 PostgreSQL row lock on one subscriber that the CSV updates, so the worker blocks inside that
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -79,6 +81,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def blocker_connection() -> psycopg.Connection[Any]:
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+    )
+
+
 def waiting_on_a_lock() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -105,14 +118,7 @@ def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
     assert created.status == 202, created.body
     job = Job.objects.get()
 
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname=db["NAME"],
-    ) as blocker:
+    with blocker_connection() as blocker:
         blocker.execute(
             "SELECT 1 FROM subscribers_subscriber WHERE email = %s FOR UPDATE",
             [email(BLOCKED_ROW)],
@@ -166,3 +172,83 @@ def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
     assert Subscriber.objects.filter(workspace=workspace).count() == ROWS
     assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == f"User {BLOCKED_ROW}"
     assert job.progress["rows_processed"] == ROWS
+
+
+def test_a_worker_that_loses_its_database_connections_mid_import_runs_it_again(
+    service: Callable[..., Service], tmp_path: Path
+) -> None:
+    """The worker's connections are terminated while an import blocks in its sixth batch: the
+    job goes back to the queue (attempts 1), the worker lives on, and once recovery sends the
+    job again the same worker finishes it with every row stored once."""
+    env = {**KNOBS, "TASKS_BACKEND": "db"}
+    server = service(**env)
+    secret = workspace_secret("acme")
+    workspace = Workspace.objects.get(name="acme")
+    Subscriber.objects.create(workspace=workspace, email=email(BLOCKED_ROW), name="Before")
+    created = server.post_import(secret, "import-2026-04-11-big-list", csv_body())
+    assert created.status == 202, created.body
+    job = Job.objects.get()
+    worker_log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", *WORKERS["db"]],
+        cwd=ROOT,
+        env=service_env(tmp_path, PGAPPNAME="ij-lost-connections", **env),
+        stdout=worker_log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with blocker_connection() as blocker:
+            blocker.execute(
+                "SELECT 1 FROM subscribers_subscriber WHERE email = %s FOR UPDATE",
+                [email(BLOCKED_ROW)],
+            )
+            wait_for(
+                lambda: (Job.objects.get().progress or {}).get("rows_processed") == 500,
+                timeout=90,
+                what="five batches to commit",
+            )
+            wait_for(waiting_on_a_lock, what="the worker to block in the sixth batch")
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid, 30000)) FROM pg_stat_activity "
+                    "WHERE application_name = 'ij-lost-connections'"
+                )
+                (terminated,) = cursor.fetchone()
+            assert terminated >= 2  # the worker's own and at least one lane's
+            wait_for(
+                lambda: Job.objects.get().status != Job.Status.RUNNING,
+                what="the worker to give the job back",
+            )
+            blocker.rollback()
+
+        queued = Job.objects.get()
+        assert queued.status == Job.Status.QUEUED, (queued.error, worker_log.read_text())
+        assert queued.attempts == 1
+        assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == "Before"
+
+        recovered = run_manage(
+            tmp_path,
+            "recover_jobs",
+            env={**env, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0})},
+        )
+        assert "Re-enqueued 1 stale and 0 orphaned jobs" in recovered
+        wait_for(
+            lambda: Job.objects.get().status != Job.Status.QUEUED,
+            timeout=90,
+            what="the same worker to run it again",
+        )
+        wait_for(lambda: Job.objects.get().is_finished, timeout=90, what="the second run")
+        assert worker.poll() is None, worker_log.read_text()
+    finally:
+        stop_process(worker)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, (job.error, worker_log.read_text())
+    assert job.attempts == 2
+    result = job.result
+    assert result["rows"] == ROWS and result["failed"] == 0
+    assert result["created"] + result["updated"] + result["skipped"] == ROWS
+    assert Subscriber.objects.count() == ROWS
+    assert Subscriber.objects.filter(workspace=workspace).count() == ROWS
+    assert Subscriber.objects.get(email=email(BLOCKED_ROW)).name == f"User {BLOCKED_ROW}"

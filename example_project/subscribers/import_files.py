@@ -7,23 +7,28 @@ and never loads it whole (the row, and so the worker, would otherwise hold it al
 The file lives as long as its job: a job may run again (a worker died, a delivery was
 duplicated) and must find its input, so the file is deleted with the job's row (the signal at
 the bottom), not when the job finishes. That is how long the CSV lived when it was a param.
-A file is also deleted when the job it was written for could not be created. Only a process
-that dies between writing the file and committing the job (or a request whose transaction
-rolls back after the view returned) leaves a file no job refers to.
+A file is also deleted when the job it was written for could not be created. The file is
+written before the job's transaction commits (a worker must find it), so a transaction that
+rolls back after the view returned (the key's lease was lost, the answer failed), or a process
+that dies before the commit, leaves a file no job refers to: ``orphaned_csvs`` finds those,
+and ``manage.py purge_import_files`` deletes them once they are older than any request.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.db import transaction
 from django.db.models.signals import post_delete
+from django.utils import timezone
 
 from example_project.conf import setting
 from idempotency_jobs.models import Job
@@ -33,6 +38,7 @@ __all__ = [
     "delete_csv",
     "import_storage",
     "open_csv",
+    "orphaned_csvs",
     "store_csv",
 ]
 
@@ -78,6 +84,27 @@ def open_csv(reference: dict[str, Any]) -> Iterator[TextIO]:
 
 def delete_csv(reference: dict[str, Any]) -> None:
     import_storage().delete(reference["name"])
+
+
+def orphaned_csvs(older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    """The stored CSVs no job refers to, written more than ``older_than`` ago (younger ones
+    may belong to a request that has not committed yet)."""
+    storage = import_storage()
+    directory, _, prefix = PREFIX.rpartition("/")
+    try:
+        files = storage.listdir(directory)[1]
+    except FileNotFoundError:
+        return []
+    before = (now or timezone.now()) - older_than
+    names = sorted(
+        f"{directory}/{file}" for file in files if file.startswith(prefix) and file.endswith(".csv")
+    )
+    old = [name for name in names if storage.get_modified_time(name) < before]
+    referred: set[str] = set()
+    for batch in itertools.batched(old, 500):
+        jobs = Job.objects.filter(params__csv_file__name__in=batch)
+        referred.update(jobs.values_list("params__csv_file__name", flat=True))
+    return [name for name in old if name not in referred]
 
 
 def delete_with_its_job(sender: type[Job], instance: Job, **kwargs: Any) -> None:

@@ -6,7 +6,9 @@ Test knobs in the POST body:
   it was committed before the job ran;
 * ``fail_at``: raise ``JobFailed`` at that row; ``crash_at``: raise an unexpected error;
 * ``pause_at`` + ``gate``: at that row, touch ``<gate>.reached`` and wait until the file
-  ``gate`` exists ("the worker is mid-job").
+  ``gate`` exists ("the worker is mid-job");
+* ``interrupt_at`` + ``interrupt``: at that row, make a real database failure happen to this
+  run (``database_faults``), on its first ``interrupt_attempts`` attempts (default 1).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rest_framework import serializers
 from idempotency_jobs.jobs import JobFailed, JobKind, JobRun, JobViewSet, register_job_kind
 from idempotency_jobs.models import Job
 
+from .database_faults import FAULTS
 from .models import Widget
 
 GATE_TIMEOUT = 60
@@ -36,6 +39,9 @@ class WidgetBatchSerializer(serializers.Serializer):
     crash_at = serializers.IntegerField(required=False, min_value=0)
     pause_at = serializers.IntegerField(required=False, min_value=0)
     gate = serializers.CharField(required=False)
+    interrupt_at = serializers.IntegerField(required=False, min_value=2)
+    interrupt = serializers.ChoiceField(choices=sorted(FAULTS), required=False)
+    interrupt_attempts = serializers.IntegerField(required=False, min_value=1)
 
 
 def wait_at_gate(gate: str, run: JobRun) -> None:
@@ -76,6 +82,10 @@ def make_widgets(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
             raise JobFailed(f"Row {index} was rejected.", row=index, name=name)
         if index == params.get("crash_at"):
             raise RuntimeError("secret internals")
+        if index == params.get("interrupt_at") and run.job.attempts <= params.get(
+            "interrupt_attempts", 1
+        ):
+            FAULTS[params["interrupt"]](run.job.owner, names[0], names[1])
         _, was_created = Widget.objects.update_or_create(
             owner=run.job.owner, name=name, defaults={"payload": {"job": str(run.job.pk)}}
         )
