@@ -65,9 +65,13 @@ def redis_server(directory: Path) -> Iterator[str]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+        config = directory / f"redis-{port}.conf"
+        config.write_text(
+            f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\n'
+            f"dir {directory}\nlogfile {directory / f'redis-{port}.log'}\n"
+        )
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-            + ["no", "--dir", str(directory), "--logfile", str(directory / f"redis-{port}.log")],
+            [binary, str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
