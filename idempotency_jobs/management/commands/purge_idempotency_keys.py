@@ -1,24 +1,20 @@
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from ...conf import idempotency_settings
+from ...conf import idempotency_settings, parse_duration
 from ...models import IdempotencyKey
 
-DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-
-def parse_duration(value: str) -> timedelta:
-    match = DURATION.fullmatch(value.strip())
-    if match is None:
-        raise CommandError(f"Invalid duration {value!r}: use e.g. 90s, 30m, 24h or 7d.")
-    return timedelta(**{UNITS[match["unit"]]: int(match["amount"])})
+def older_than_age(value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 class Command(BaseCommand):
@@ -52,7 +48,7 @@ class Command(BaseCommand):
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be a positive number.")
-        age = parse_duration(older_than) if older_than is not None else None
+        age = older_than_age(older_than) if older_than is not None else None
         if age is not None and age <= timedelta(0):
             raise CommandError("--older-than must be longer than zero.")
         if idempotency_settings.STORE == "redis" and database is None:
