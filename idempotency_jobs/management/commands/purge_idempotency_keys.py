@@ -4,9 +4,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 from django.utils import timezone
 
-from ...conf import idempotency_settings, parse_duration
+from ...conf import SETTINGS_NAME, idempotency_settings, parse_duration
 from ...models import IdempotencyKey
 
 
@@ -28,13 +29,21 @@ class Command(BaseCommand):
             "--older-than",
             type=str,
             default=None,
-            help="Delete keys created longer ago than this (e.g. 24h, 7d). Default: expired keys.",
+            help="Delete keys created longer ago than this, e.g. 24h or 7d "
+            "(default: the keys past their TTL).",
         )
-        parser.add_argument("--batch-size", type=int, default=5000, help="Rows per DELETE.")
+        parser.add_argument(
+            "--batch-size", type=int, default=5000, help="Rows per DELETE (default: %(default)s)."
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
-        parser.add_argument("--database", default=None, help="Database alias of the key store.")
+        parser.add_argument(
+            "--database",
+            default=None,
+            help=f"Database alias of the key store (default: {SETTINGS_NAME}['DATABASE_ALIAS'], "
+            f"now {idempotency_settings.DATABASE_ALIAS!r}).",
+        )
 
     def handle(
         self,
@@ -54,6 +63,12 @@ class Command(BaseCommand):
         if idempotency_settings.STORE == "redis" and database is None:
             self.stdout.write("The redis store expires keys by itself; checking the database too.")
         alias = database or idempotency_settings.DATABASE_ALIAS
+        if alias not in connections:
+            source = "--database" if database else f"{SETTINGS_NAME}['DATABASE_ALIAS']"
+            raise CommandError(
+                f"Unknown database {alias!r} ({source}): DATABASES has "
+                f"{', '.join(map(repr, connections))}."
+            )
         now = timezone.now()
         keys = IdempotencyKey.objects.using(alias)
         if dry_run:
