@@ -7,7 +7,11 @@ from django.core.checks import Error, Warning, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.test import override_settings
+from django.http import HttpResponse
+from django.test import RequestFactory, override_settings
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from idempotency_jobs.checks import check_settings
 from idempotency_jobs.conf import DEFAULTS, DURATIONS, idempotency_settings
@@ -15,6 +19,7 @@ from idempotency_jobs.drf import idempotent
 from idempotency_jobs.exceptions import IdempotencyConfigurationError
 from idempotency_jobs.stores import get_store
 from idempotency_jobs.stores.database import DatabaseStore
+from tests.helpers import CORE_DB, assert_executed, is_replay, post, widgets
 
 
 def ids(**settings):
@@ -199,8 +204,59 @@ def test_the_progress_interval_may_be_zero_but_not_negative():
 
 
 def test_the_manage_py_check_command_reports_duration_mistakes():
-    with override_settings(IDEMPOTENCY_JOBS={"TTL": "24 hours", "LEASE": -5}):
-        with pytest.raises(SystemCheckError) as raised:
-            call_command("check", "--tag", "compatibility")
+    with (
+        override_settings(IDEMPOTENCY_JOBS={"TTL": "24 hours", "LEASE": -5}),
+        pytest.raises(SystemCheckError) as raised,
+    ):
+        call_command("check", "--tag", "compatibility")
     text = str(raised.value)
     assert "idempotency_jobs.E008" in text and "idempotency_jobs.E009" in text
+
+
+# The decorator's place: below @api_view and on either side of @action -----------------------
+
+
+def test_the_decorator_above_api_view_is_an_error_at_import_naming_the_fix():
+    """Was a 500 (IndexError in drf.py) on every request, after a clean ``manage.py check``."""
+    with pytest.raises(IdempotencyConfigurationError, match="below @api_view") as raised:
+
+        @idempotent
+        @api_view(["POST"])
+        def create_letter(request):
+            return Response(status=201)
+
+    assert "create_letter" in str(raised.value)
+
+
+def test_the_decorator_with_options_above_api_view_is_an_error_too():
+    with pytest.raises(IdempotencyConfigurationError, match="below @api_view"):
+
+        @idempotent(required=True)
+        @api_view(["POST"])
+        def create_letter(request):
+            return Response(status=201)
+
+
+def test_the_decorator_on_a_view_made_by_as_view_is_an_error():
+    with pytest.raises(IdempotencyConfigurationError, match="IdempotencyMixin"):
+        idempotent(APIView.as_view())
+
+
+def test_the_decorator_on_a_plain_django_view_is_a_clear_error_not_an_index_error():
+    @idempotent
+    def plain(request):
+        return HttpResponse(status=201)
+
+    with pytest.raises(IdempotencyConfigurationError, match="@api_view"):
+        plain(RequestFactory().post("/plain", HTTP_IDEMPOTENCY_KEY="key-0000000001"))
+
+
+@CORE_DB
+@pytest.mark.parametrize("place", ["below", "above"])
+def test_the_decorator_works_on_either_side_of_action(api, place):
+    path = f"/action-order/{place}/"
+    first = post(api, path)
+    replay = post(api, path)
+    assert_executed(first)
+    assert is_replay(replay) and replay.content == first.content
+    assert widgets() == 1
