@@ -226,7 +226,8 @@ def test_rq_down_with_the_database_store_is_202_and_recovery_enqueues_the_job(
     recovered = run_manage(
         tmp_path,
         "recover_jobs",
-        env={**proxied, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0})},
+        # A millisecond: every queued job is stale (zero is a check error, E009).
+        env={**proxied, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0.001})},
     )
     assert "Re-enqueued 1 stale and 0 orphaned jobs" in recovered
     assert rq_queued(redis_client) == 1
