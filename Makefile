@@ -4,7 +4,9 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PG_URL ?= postgres://postgres@127.0.0.1:5432/idempotency_jobs
+# A database per checkout (Django creates and drops test_<name>), and Redis keys per run
+# (tests/redis_scope.py): two checkouts run the PostgreSQL suite at once without colliding.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/ij_$(shell printf %s '$(CURDIR)' | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: run test test-postgres test-all lint bench bench-smoke clean

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -29,6 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "benchmarks" / "var"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
+# Every Redis key a benchmark writes starts with this run's prefix (the servers it starts
+# inherit it): flush_redis() deletes those, and nothing else in the database.
+REDIS_PREFIX = os.environ.setdefault(
+    "BENCH_REDIS_PREFIX", f"ij-bench-{os.getpid()}-{secrets.token_hex(4)}"
+)
 PORTS = range(18500, 18600)
 
 
@@ -139,9 +145,14 @@ def setup_django(settings_module: str, **env: str) -> None:
 
 
 def flush_redis() -> None:
+    """Delete this run's Redis keys (``REDIS_PREFIX``), and only those."""
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    client = redis.Redis.from_url(REDIS_URL)
+    names = list(client.scan_iter(match=f"{REDIS_PREFIX}:*", count=1000))
+    for start in range(0, len(names), 500):
+        client.unlink(*names[start : start + 500])
+    client.close()
 
 
 # --- servers and clients --------------------------------------------------------------------

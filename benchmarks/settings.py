@@ -9,7 +9,7 @@ import os
 
 import dj_database_url
 
-from benchmarks.harness import REDIS_URL
+from benchmarks.harness import REDIS_PREFIX, REDIS_URL
 
 SECRET_KEY = "benchmarks-only-not-secret"  # noqa: S105
 DEBUG = False
@@ -27,7 +27,11 @@ DATABASES = {
 }
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL},
+    "redis": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
+    },
 }
 
 PEERS = os.environ.get("BENCH_PEERS") == "1"
@@ -63,7 +67,11 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-IDEMPOTENCY_JOBS = {"STORE": os.environ.get("BENCH_STORE", "database"), "CACHE_ALIAS": "redis"}
+IDEMPOTENCY_JOBS = {
+    "STORE": os.environ.get("BENCH_STORE", "database"),
+    "CACHE_ALIAS": "redis",
+    "REDIS_KEY_PREFIX": f"{REDIS_PREFIX}:idempotency",
+}
 
 # drf-idempotency: its database backend, keys kept 24 h like ours.
 IDEMPOTENCY = {"BACKEND": "drf_idempotency.backends.database.DatabaseBackend"}
@@ -81,6 +89,6 @@ IDEMPOTENCY_KEY = {
     "LOCK": {
         "CLASS": "idempotency_key.locks.redis.MultiProcessRedisLock",
         "LOCATION": REDIS_URL,
-        "NAME": "ij-bench-lock",
+        "NAME": f"{REDIS_PREFIX}:lock",
     },
 }

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DEFAULTS, SETTINGS_NAME, idempotency_settings
+from .conf import DEFAULTS, DURATIONS, SETTINGS_NAME, idempotency_settings
 from .models import IdempotencyKey
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_KEY_COLUMN = IdempotencyKey._meta.get_field("key").max_length
+# Zero is a meaning of its own here: no least gap, every progress report is written.
+MAY_BE_ZERO = frozenset({"JOB_PROGRESS_INTERVAL"})
 
 
 @register(Tags.compatibility)
@@ -28,6 +32,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     errors += _check_store()
     errors += _check_keys()
+    duration_errors, bad_durations = _check_durations()
+    errors += duration_errors
     methods = {method.upper() for method in idempotency_settings.METHODS}
     if safe := sorted(methods & SAFE_METHODS):
         errors.append(
@@ -44,7 +50,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="idempotency_jobs.E006",
             )
         )
-    if idempotency_settings.LEASE >= idempotency_settings.TTL:
+    if (
+        not {"LEASE", "TTL"} & bad_durations
+        and idempotency_settings.LEASE >= idempotency_settings.TTL
+    ):
         errors.append(
             Warning(
                 f"{SETTINGS_NAME}['LEASE'] is not shorter than 'TTL'.",
@@ -53,6 +62,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+def _check_durations() -> tuple[list[CheckMessage], set[str]]:
+    """Each duration setting readable (E008) and longer than zero (E009); and those that are
+    not, so that no other check compares them."""
+    errors: list[CheckMessage] = []
+    bad: set[str] = set()
+    for name in sorted(DURATIONS):
+        try:
+            value: timedelta = getattr(idempotency_settings, name)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), id="idempotency_jobs.E008"))
+            bad.add(name)
+            continue
+        if value < timedelta(0) or (not value and name not in MAY_BE_ZERO):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}[{name!r}] must be longer than zero; "
+                    f"it is {value.total_seconds():g} seconds.",
+                    id="idempotency_jobs.E009",
+                )
+            )
+            bad.add(name)
+    return errors, bad
 
 
 def _check_store() -> list[CheckMessage]:

@@ -2,10 +2,12 @@
 
 ``idempotency_settings.TTL`` returns the project's value or the default below. The cache is
 cleared on ``setting_changed``, so ``override_settings(IDEMPOTENCY_JOBS=...)`` works in tests.
+Durations are a ``timedelta``, a number of seconds, or a string such as ``"24h"``.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "idempotency_settings"]
+__all__ = ["DEFAULTS", "idempotency_settings", "parse_duration"]
 
 SETTINGS_NAME = "IDEMPOTENCY_JOBS"
 
@@ -67,6 +69,35 @@ DURATIONS = frozenset(
     }
 )
 
+DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+DURATION_FORMATS = "a timedelta, a number of seconds, or a string such as 90s, 30m, 24h or 7d"
+
+
+def parse_duration(value: str) -> timedelta:
+    """``90s``, ``30m``, ``24h`` or ``7d``: for duration settings and ``--older-than`` alike."""
+    match = DURATION.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"Invalid duration {value!r}: use e.g. 90s, 30m, 24h or 7d.")
+    return timedelta(**{UNITS[match["unit"]]: int(match["amount"])})
+
+
+def to_duration(name: str, value: Any) -> timedelta:
+    """The setting ``name`` as a timedelta; ``ImproperlyConfigured`` if it is none of the three
+    forms (whether it is long enough is for the system checks to say)."""
+    try:
+        if isinstance(value, timedelta):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            return parse_duration(value)
+    except (ValueError, OverflowError):
+        pass
+    raise ImproperlyConfigured(
+        f"{SETTINGS_NAME}[{name!r}] must be {DURATION_FORMATS}; it is {value!r}."
+    )
+
 
 class IdempotencySettings:
     """Lazy view of the project's ``IDEMPOTENCY_JOBS`` over :data:`DEFAULTS`."""
@@ -94,8 +125,8 @@ class IdempotencySettings:
                 return import_string(value)
             except ImportError as exc:
                 raise ImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}]: {exc}") from exc
-        if name in DURATIONS and isinstance(value, int | float):
-            return timedelta(seconds=value)
+        if name in DURATIONS:
+            return to_duration(name, value)
         return value
 
     def reload(self) -> None:

@@ -20,6 +20,7 @@ from .core import (
     check_options,
     handle,
 )
+from .exceptions import IdempotencyConfigurationError
 
 __all__ = ["IdempotencyMixin", "idempotent"]
 
@@ -89,7 +90,7 @@ def idempotent[Handler: Callable[..., HttpResponseBase]](
     """Make an ``@api_view`` function, an ``APIView`` method or a viewset ``@action`` idempotent.
 
     Use bare (``@idempotent``) or with options (``@idempotent(required=True)``). Place it below
-    ``@api_view``/``@action`` so that it wraps the handler itself.
+    ``@api_view`` (above it is an error at import time), on either side of ``@action``.
     """
     options = IdempotencyOptions(
         required=required,
@@ -103,6 +104,8 @@ def idempotent[Handler: Callable[..., HttpResponseBase]](
     check_options(options)
 
     def decorator(handler: Handler) -> Handler:
+        _check_placement(handler)
+
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
             view, request = _view_and_request(args)
@@ -114,9 +117,28 @@ def idempotent[Handler: Callable[..., HttpResponseBase]](
     return decorator(func) if func is not None else decorator
 
 
+def _check_placement(handler: Callable[..., Any]) -> None:
+    """A view made by ``as_view()`` (which ``@api_view`` returns) hands the decorator Django's
+    request, not DRF's: refuse it at import time, naming the fix."""
+    view_class = getattr(handler, "view_class", None)
+    if view_class is None:
+        return
+    raise IdempotencyConfigurationError(
+        f"@idempotent is above @api_view (or on a view made by as_view()) on "
+        f"{view_class.__name__}: it must wrap the handler itself. Place it below @api_view: "
+        f"@api_view([...]), then @idempotent, then the function. On a class-based view, "
+        f"decorate its post() method or use IdempotencyMixin."
+    )
+
+
 def _view_and_request(args: tuple[Any, ...]) -> tuple[APIView, Request]:
     """Find the view and request among a function view's or a method's arguments."""
-    if isinstance(args[0], Request):
+    if args and isinstance(args[0], Request):
         request = args[0]
         return request.parser_context["view"], request
-    return args[0], args[1]
+    if len(args) >= 2 and isinstance(args[1], Request):
+        return args[0], args[1]
+    raise IdempotencyConfigurationError(
+        "@idempotent wraps a DRF handler (an @api_view function, an APIView method or a viewset "
+        "@action), placed below @api_view/@action; it was called without a DRF Request."
+    )

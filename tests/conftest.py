@@ -9,6 +9,9 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
+from tests import redis_scope
+from tests.redis_scope import delete_run_keys
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
@@ -95,14 +98,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"needs Redis at {settings.REDIS_URL}"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_outside_the_run_untouched() -> Iterator[None]:
+    """The run deletes only its own keys (tests/redis_scope.py), and by its end all of them:
+    a key someone else keeps in the same Redis database is still there, unchanged."""
+    if not _redis_reachable():
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+    sentinel = f"ij-test-sentinel:{redis_scope.PREFIX}"  # not under the run's prefix
+    client.set(sentinel, "untouched", ex=86400)
+    yield
+    delete_run_keys(client)
+    try:
+        assert redis_scope.run_keys(client) == [], "keys of this run were written after its end"
+        assert client.get(sentinel) == b"untouched", "the run deleted a key it did not make"
+    finally:
+        client.delete(sentinel)
+        client.close()
+
+
 @pytest.fixture
 def redis_client() -> Iterator[object]:
+    """The test Redis, with none of this run's keys (and nobody else's deleted)."""
     from django_redis import get_redis_connection
 
     client = get_redis_connection("redis")
-    client.flushdb()
+    delete_run_keys(client)
     yield client
-    client.flushdb()
+    delete_run_keys(client)
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])

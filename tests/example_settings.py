@@ -7,6 +7,7 @@ IJ_TEST_HOLD_DIR           where held requests report (see tests/example_urls.py
 IJ_TEST_KEYS_DATABASE_URL  a second database alias, ``keys``, as the key store
 IJ_TEST_IDEMPOTENCY_JOBS   JSON merged into IDEMPOTENCY_JOBS (e.g. a short LEASE)
 IJ_TEST_EXAMPLE            JSON of EXAMPLE_* settings (e.g. small import batches)
+IJ_TEST_RUN_PREFIX         the test run's Redis key prefix (tests/redis_scope.py)
 """
 
 import json
@@ -15,7 +16,8 @@ import os
 import dj_database_url
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import DATABASES, IDEMPOTENCY_JOBS
+from example_project.settings import CACHES, DATABASES, IDEMPOTENCY_JOBS
+from tests.redis_scope import CACHE_PREFIX, STORE_PREFIX
 
 ROOT_URLCONF = "tests.example_urls"
 RELIABILITY_HOLD_DIR = os.environ.get("IJ_TEST_HOLD_DIR", "")
@@ -26,6 +28,9 @@ if os.environ.get("IJ_TEST_KEYS_DATABASE_URL"):
     )
     IDEMPOTENCY_JOBS["DATABASE_ALIAS"] = "keys"
 
+IDEMPOTENCY_JOBS["REDIS_KEY_PREFIX"] = STORE_PREFIX
+if "redis" in CACHES:
+    CACHES["redis"]["KEY_PREFIX"] = CACHE_PREFIX
 IDEMPOTENCY_JOBS.update(json.loads(os.environ.get("IJ_TEST_IDEMPOTENCY_JOBS", "{}")))
 
 for _name, _value in json.loads(os.environ.get("IJ_TEST_EXAMPLE", "{}")).items():

@@ -58,8 +58,15 @@ def stored_keys(store: str) -> int:
     if store == "redis":
         from django_redis import get_redis_connection
 
-        return len(get_redis_connection("redis").keys("idempotency:*"))
+        return len(redis_records(get_redis_connection("redis")))
     return IdempotencyKey.objects.count()
+
+
+def redis_records(client: Any) -> list[bytes]:
+    """The Redis store's records (under this run's ``REDIS_KEY_PREFIX``)."""
+    from idempotency_jobs.conf import idempotency_settings
+
+    return list(client.scan_iter(match=f"{idempotency_settings.REDIS_KEY_PREFIX}:*"))
 
 
 def is_replay(response: Any) -> bool:

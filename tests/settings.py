@@ -5,6 +5,10 @@ import tempfile
 
 import dj_database_url
 
+# Every Redis key of this run starts with one prefix unique to the run (RQ's too): the suite
+# shares a Redis database without touching other keys in it. Before anything imports rq.
+from tests.redis_scope import CACHE_PREFIX, STORE_PREFIX
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -24,6 +28,7 @@ CACHES = {
     "redis": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
+        "KEY_PREFIX": CACHE_PREFIX,
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 2},
     },
 }
@@ -70,7 +75,7 @@ REST_FRAMEWORK = {
 
 TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
-IDEMPOTENCY_JOBS: dict[str, object] = {}
+IDEMPOTENCY_JOBS: dict[str, object] = {"REDIS_KEY_PREFIX": STORE_PREFIX}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

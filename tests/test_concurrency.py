@@ -35,6 +35,7 @@ from tests.helpers import (
     configure,
     is_replay,
     post,
+    redis_records,
     run_concurrently,
     stored_keys,
     widgets,
@@ -215,7 +216,9 @@ def forget_everything(store: str) -> None:
     if store == "redis":
         from django_redis import get_redis_connection
 
-        get_redis_connection("redis").flushdb()
+        client = get_redis_connection("redis")
+        for name in redis_records(client):
+            client.delete(name)
     Widget.objects.all().delete()
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
+from tests.redis_scope import redis_server
 from tests.test_example_seeds import MAILRITH_BODY, STANNP_BODY, mailrith_post, stannp_post
 from tests.test_example_support import http
 
@@ -88,11 +88,19 @@ class Service:
     ]
 )
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    if request.param["TASKS_BACKEND"] == "rq":
-        flush_redis()
+    if request.param["TASKS_BACKEND"] != "rq":
+        yield from serve(tmp_path, request.param)
+        return
+    # run.sh's settings name their Redis keys themselves, with no per-run prefix: a Redis of
+    # the test's own, so that nobody else's keys are touched.
+    with redis_server(tmp_path) as url:
+        yield from serve(tmp_path, {**request.param, "REDIS_URL": url})
+
+
+def serve(tmp_path: Path, config: dict[str, str]) -> Iterator[Service]:
     for _attempt in range(3):
         port = free_port()
-        launched = launch(tmp_path, port, request.param)
+        launched = launch(tmp_path, port, config)
         if launched is None:
             continue  # another process took the port first
         try:
@@ -111,7 +119,7 @@ def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
         "MEDIA_ROOT": str(tmp_path / "media"),
         "PORT": str(port),
         "PYTHON": sys.executable,
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": "",  # none but the test's own (see service)
         "WEB_WORKERS": "2",
         **config,
     }
@@ -156,12 +164,6 @@ def kill_group(process: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-
-
-def flush_redis() -> None:
-    import redis
-
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
 def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> str:

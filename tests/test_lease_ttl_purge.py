@@ -27,6 +27,7 @@ from tests.helpers import (
     in_flight,
     is_replay,
     post,
+    redis_records,
     stored_keys,
     widgets,
 )
@@ -51,10 +52,10 @@ def expire_keys(store):
         from django_redis import get_redis_connection
 
         client = get_redis_connection("redis")
-        for name in client.keys("idempotency:*"):
+        for name in redis_records(client):
             client.pexpire(name, 1)
         for _ in range(100):
-            if not client.keys("idempotency:*"):
+            if not redis_records(client):
                 break
             time.sleep(0.01)
     else:
@@ -196,7 +197,7 @@ def assert_ttl(store, ttl):
         from django_redis import get_redis_connection
 
         client = get_redis_connection("redis")
-        (name,) = client.keys("idempotency:*")
+        (name,) = redis_records(client)
         assert ttl.total_seconds() * 1000 - 60_000 < client.pttl(name) <= ttl.total_seconds() * 1000
     else:
         row = IdempotencyKey.objects.get()

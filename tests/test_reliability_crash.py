@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 
 from idempotency_jobs.models import IdempotencyKey, Job
 from tests import example_urls
+from tests.helpers import redis_records
 from tests.test_reliability_support import (
     IMPORT_URL,
     Answer,
@@ -51,7 +52,7 @@ class Record:
         self.redis = redis
 
     def _hash(self) -> dict[str, str]:
-        names = self.redis.keys("idempotency:*")
+        names = redis_records(self.redis)
         assert len(names) <= 1, names
         if not names:
             return {}
@@ -195,6 +196,7 @@ def test_the_outcome_lost_between_commit_and_store_write(
     transaction: the retry replays. The Redis store could not: its claim stays in progress,
     and once its lease ends the retry runs the operation a second time (docs/guarantees.md)."""
     settings.IDEMPOTENCY_JOBS = {
+        **settings.IDEMPOTENCY_JOBS,
         "STORE": store,
         "CACHE_ALIAS": "redis",
         "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
@@ -219,7 +221,7 @@ def test_the_outcome_lost_between_commit_and_store_write(
         assert retry.get("Idempotent-Replayed") == "true" and retry.content == first.content
         assert Job.objects.count() == 1
         return
-    (name,) = redis_client.keys("idempotency:*")
+    (name,) = redis_records(redis_client)
     assert redis_client.hget(name, "state") == b"in_progress"
     assert create().status_code == 409  # while the lease lasts
     wait_for(

@@ -18,6 +18,7 @@ from django.db import connection
 
 from example_project.subscribers.models import Subscriber
 from idempotency_jobs.models import IdempotencyKey, Job
+from tests.helpers import redis_records
 from tests.test_reliability_support import (
     Background,
     Service,
@@ -58,7 +59,9 @@ def redis_proxy(redis_client: Any) -> Iterator[TcpProxy]:
 
 
 def rq_queued(redis_client: Any) -> int:
-    return int(redis_client.llen("rq:queue:default"))
+    from rq import Queue
+
+    return Queue("default", connection=redis_client).count
 
 
 # PostgreSQL -------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ def test_redis_store_and_rq_down_is_503_and_runs_nothing(
     for _ in range(3):
         assert_problem(server.post_import(secret, KEY, body), 503, "idempotency_store_unavailable")
     assert Job.objects.count() == 0
-    assert redis_client.keys("idempotency:*") == []
+    assert redis_records(redis_client) == []
     assert rq_queued(redis_client) == 0
 
     redis_proxy.up()
@@ -176,7 +179,7 @@ def test_redis_store_lost_mid_request_is_503_and_the_writes_roll_back(
     assert Job.objects.count() == 0
 
     redis_proxy.up()
-    (name,) = redis_client.keys("idempotency:*")
+    (name,) = redis_records(redis_client)
     assert redis_client.hget(name, "state") == b"in_progress"  # its release failed too
     wait_for(
         lambda: (
@@ -223,7 +226,8 @@ def test_rq_down_with_the_database_store_is_202_and_recovery_enqueues_the_job(
     recovered = run_manage(
         tmp_path,
         "recover_jobs",
-        env={**proxied, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0})},
+        # A millisecond: every queued job is stale (zero is a check error, E009).
+        env={**proxied, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0.001})},
     )
     assert "Re-enqueued 1 stale and 0 orphaned jobs" in recovered
     assert rq_queued(redis_client) == 1

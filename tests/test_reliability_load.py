@@ -15,6 +15,7 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from idempotency_jobs.models import IdempotencyKey, Job
+from tests.helpers import redis_records
 from tests.test_reliability_support import (
     Answer,
     assert_problem,
@@ -55,7 +56,7 @@ def burst(count: int, send: Any) -> list[Answer | BaseException]:
 
 def stored_records(store: str, redis_client: Any) -> int:
     if store == "redis":
-        return len(redis_client.keys("idempotency:*"))
+        return len(redis_records(redis_client))
     return IdempotencyKey.objects.count()
 
 

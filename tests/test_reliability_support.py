@@ -31,6 +31,7 @@ from django.db import connection
 
 from example_project.workspaces.models import ApiKey, Workspace
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from tests import redis_scope
 
 __all__ = [
     "IMPORT_URL",
@@ -214,6 +215,7 @@ def service_env(tmp_path: Path, **env: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "tests.example_settings",
         "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_url(),
+        "IJ_TEST_RUN_PREFIX": redis_scope.PREFIX,
         "IDEMPOTENCY_STORE": "database",
         "TASKS_BACKEND": "db",
         "DEBUG": "0",

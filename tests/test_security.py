@@ -28,7 +28,8 @@ from rest_framework.test import APIClient
 from example_project.workspaces.models import ApiKey, Workspace, hash_secret
 from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.tasks import execute_job
-from tests.helpers import configure, stored_keys
+from tests.helpers import configure, redis_records, stored_keys
+from tests.redis_scope import run_keys
 from tests.test_reliability_support import IMPORT_URL, import_body, wait_for, workspace_secret
 
 pytestmark = [pytest.mark.urls("tests.example_urls"), pytest.mark.django_db(transaction=True)]
@@ -62,7 +63,7 @@ def create_import(
 
 
 def everything_stored(redis: Any = None) -> str:
-    """Every value of every row of every table (and every Redis value), as one text."""
+    """Every value of every row of every table (and every Redis value of this run), as one text."""
     chunks: list[str] = []
     for model in apps.get_models():
         if not model._meta.managed or model._meta.proxy:
@@ -74,7 +75,7 @@ def everything_stored(redis: Any = None) -> str:
                 else:
                     chunks.append(str(value))
     if redis is not None:
-        for name in redis.keys("*"):
+        for name in run_keys(redis):
             kind = redis.type(name)
             if kind == b"hash":
                 chunks.extend(v.decode("latin-1") for v in redis.hgetall(name).values())
@@ -239,7 +240,7 @@ def test_stored_responses_never_keep_cookies_auth_headers_or_the_secret(
     assert "sessionid" in first.cookies and first.has_header("WWW-Authenticate")  # sent once
 
     if store == "redis":
-        (name,) = redis_or_none.keys("idempotency:*")
+        (name,) = redis_records(redis_or_none)
         headers = json.loads(redis_or_none.hget(name, "headers"))
         body = redis_or_none.hget(name, "body")
     else:
@@ -279,11 +280,11 @@ def test_redis_keys_expire_with_their_bodies(settings: Any, redis_client: Any) -
     configure(settings, STORE="redis", CACHE_ALIAS="redis", TTL=1)
     api = client(workspace_secret("acme"))
     body = create_import(api).content
-    (name,) = redis_client.keys("idempotency:*")
+    (name,) = redis_records(redis_client)
     assert redis_client.hget(name, "body") == body
     assert 0 < redis_client.pttl(name) <= 1000
     wait_for(lambda: not redis_client.exists(name), what="the Redis record to expire")
-    assert redis_client.keys("idempotency:*") == []
+    assert redis_records(redis_client) == []
 
 
 # Throttling ---------------------------------------------------------------------------------

@@ -54,3 +54,8 @@ urlpatterns += [
     path("", include(short_lived_router.urls)),
     path("short-lived-fn-widgets", views.short_lived_function),
 ]
+
+# The decorator's place around @action (tests/test_checks.py).
+action_order_router = SimpleRouter()
+action_order_router.register("action-order", views.ActionOrderViewSet, basename="action-order")
+urlpatterns += [path("", include(action_order_router.urls))]

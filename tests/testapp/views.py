@@ -287,3 +287,19 @@ class ShortLivedViewSet(WidgetViewSet):
 @idempotent(ttl=timedelta(hours=1))
 def short_lived_function(request: Request) -> Response:
     return perform(request)
+
+
+class ActionOrderViewSet(viewsets.GenericViewSet):
+    """``@idempotent`` on either side of ``@action``: both orders work."""
+
+    queryset = Widget.objects.all()
+
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def below(self, request: Request) -> Response:
+        return perform(request)
+
+    @idempotent
+    @action(detail=False, methods=["post"])
+    def above(self, request: Request) -> Response:
+        return perform(request)

@@ -1,24 +1,21 @@
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 from django.utils import timezone
 
-from ...conf import idempotency_settings
+from ...conf import SETTINGS_NAME, idempotency_settings, parse_duration
 from ...models import IdempotencyKey
 
-DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-
-def parse_duration(value: str) -> timedelta:
-    match = DURATION.fullmatch(value.strip())
-    if match is None:
-        raise CommandError(f"Invalid duration {value!r}: use e.g. 90s, 30m, 24h or 7d.")
-    return timedelta(**{UNITS[match["unit"]]: int(match["amount"])})
+def older_than_age(value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 class Command(BaseCommand):
@@ -32,13 +29,21 @@ class Command(BaseCommand):
             "--older-than",
             type=str,
             default=None,
-            help="Delete keys created longer ago than this (e.g. 24h, 7d). Default: expired keys.",
+            help="Delete keys created longer ago than this, e.g. 24h or 7d "
+            "(default: the keys past their TTL).",
         )
-        parser.add_argument("--batch-size", type=int, default=5000, help="Rows per DELETE.")
+        parser.add_argument(
+            "--batch-size", type=int, default=5000, help="Rows per DELETE (default: %(default)s)."
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
-        parser.add_argument("--database", default=None, help="Database alias of the key store.")
+        parser.add_argument(
+            "--database",
+            default=None,
+            help=f"Database alias of the key store (default: {SETTINGS_NAME}['DATABASE_ALIAS'], "
+            f"now {idempotency_settings.DATABASE_ALIAS!r}).",
+        )
 
     def handle(
         self,
@@ -52,12 +57,18 @@ class Command(BaseCommand):
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be a positive number.")
-        age = parse_duration(older_than) if older_than is not None else None
+        age = older_than_age(older_than) if older_than is not None else None
         if age is not None and age <= timedelta(0):
             raise CommandError("--older-than must be longer than zero.")
         if idempotency_settings.STORE == "redis" and database is None:
             self.stdout.write("The redis store expires keys by itself; checking the database too.")
         alias = database or idempotency_settings.DATABASE_ALIAS
+        if alias not in connections:
+            source = "--database" if database else f"{SETTINGS_NAME}['DATABASE_ALIAS']"
+            raise CommandError(
+                f"Unknown database {alias!r} ({source}): DATABASES has "
+                f"{', '.join(map(repr, connections))}."
+            )
         now = timezone.now()
         keys = IdempotencyKey.objects.using(alias)
         if dry_run:

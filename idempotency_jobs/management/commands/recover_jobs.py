@@ -24,7 +24,8 @@ class Command(BaseCommand):
             type=float,
             default=None,
             metavar="SECONDS",
-            help="Keep running, one pass every SECONDS (for a sidecar process instead of cron).",
+            help="Keep running, one pass every SECONDS, for a sidecar process instead of cron "
+            "(default: one pass, then exit).",
         )
 
     def handle(self, *, dry_run: bool, every: float | None, verbosity: int, **options: Any) -> None:
