@@ -15,7 +15,7 @@ import os
 import dj_database_url
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import DATABASES, IDEMPOTENCY_JOBS
+from example_project.settings import DATABASES, IDEMPOTENCY_JOBS, POSTGRES_TIMEOUTS
 
 ROOT_URLCONF = "tests.example_urls"
 RELIABILITY_HOLD_DIR = os.environ.get("IJ_TEST_HOLD_DIR", "")
@@ -24,6 +24,8 @@ if os.environ.get("IJ_TEST_KEYS_DATABASE_URL"):
     DATABASES["keys"] = dj_database_url.parse(
         os.environ["IJ_TEST_KEYS_DATABASE_URL"], conn_max_age=0
     )
+    if DATABASES["keys"]["ENGINE"].endswith("postgresql"):
+        DATABASES["keys"]["OPTIONS"] = POSTGRES_TIMEOUTS
     IDEMPOTENCY_JOBS["DATABASE_ALIAS"] = "keys"
 
 IDEMPOTENCY_JOBS.update(json.loads(os.environ.get("IJ_TEST_IDEMPOTENCY_JOBS", "{}")))

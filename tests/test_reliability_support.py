@@ -274,11 +274,13 @@ class Service:
     def request(self, method: str, path: str, body: bytes | None = None, **kwargs: Any) -> Answer:
         return request(self.base, method, path, body, **kwargs)
 
-    def post_import(self, secret: str, key: str | None, body: bytes, **headers: str) -> Answer:
+    def post_import(
+        self, secret: str, key: str | None, body: bytes, *, timeout: float = 60, **headers: str
+    ) -> Answer:
         sent = {"Authorization": f"Bearer {secret}", **headers}
         if key is not None:
             sent["Idempotency-Key"] = key
-        return self.request("POST", IMPORT_URL, body, headers=sent)
+        return self.request("POST", IMPORT_URL, body, headers=sent, timeout=timeout)
 
     def kill_worker(self, pid: int) -> None:
         """SIGKILL one of this server's worker processes (checked to be our child)."""
@@ -346,7 +348,9 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a real server; ``down()`` closes the port (connections
-    are refused, open ones cut), ``up()`` listens again on the same port."""
+    are refused, open ones cut), ``up()`` listens again on the same port. ``freeze()`` makes it
+    a server that accepts connections and answers nothing (a hung server: new connections are
+    accepted and left unanswered, open ones forward nothing more) until ``down()``."""
 
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -354,7 +358,11 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.frozen = False
         self.up()
+
+    def freeze(self) -> None:
+        self.frozen = True
 
     def up(self) -> None:
         listener = socket.socket()
@@ -379,6 +387,7 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._sockets.clear()
+        self.frozen = False  # only now: a frozen pipe must not forward what it held
         assert self.refuses()
 
     def refuses(self) -> bool:
@@ -394,6 +403,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.frozen:  # accepted (the kernel did that), never answered
+                with self._lock:
+                    self._sockets.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -408,6 +421,9 @@ class TcpProxy:
         try:
             while True:
                 ready, _, _ = select.select(sockets, [], [], 0.5)
+                if self.frozen:  # what was sent stays unread, until down() discards it
+                    time.sleep(0.05)
+                    continue
                 for sock in ready:
                     data = sock.recv(65536)
                     if not data:
