@@ -296,10 +296,21 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """``service(workers=4, **env)``: start the example service; stopped at the test's end."""
+    """``service(workers=4, **env)``: start the example service; stopped at the test's end.
+
+    ``worker_class="sync"`` (one request per process, in its main thread) with a short
+    ``timeout``: a request stuck that long is ended by gunicorn's ``SystemExit`` in its thread.
+    """
     started: list[Service] = []
 
-    def start(*, workers: int = 2, threads: int = 4, **env: str) -> Service:
+    def start(
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        worker_class: str = "gthread",
+        timeout: int = 120,
+        **env: str,
+    ) -> Service:
         port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         process = subprocess.Popen(
@@ -310,9 +321,9 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
                 "example_project.wsgi:application",
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={workers}",
-                "--worker-class=gthread",
-                f"--threads={threads}",
-                "--timeout=120",
+                f"--worker-class={worker_class}",
+                f"--threads={threads if worker_class == 'gthread' else 1}",
+                f"--timeout={timeout}",
                 "--graceful-timeout=5",
                 "--log-level=warning",
             ],
