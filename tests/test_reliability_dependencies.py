@@ -205,6 +205,28 @@ def test_redis_store_and_rq_down_is_503_and_runs_nothing(
 
 
 @pytest.mark.redis
+def test_redis_store_answering_nothing_is_503_and_runs_nothing(
+    service: Callable[..., Service], redis_proxy: TcpProxy, redis_client: Any
+) -> None:
+    server = service(IDEMPOTENCY_STORE="redis", REDIS_URL=redis_url(port=redis_proxy.port))
+    secret = workspace_secret()
+    body = import_body(3)
+
+    redis_proxy.freeze()
+    hung = server.post_import(secret, KEY, body, timeout=HUNG)
+    assert_problem(hung, 503, "idempotency_store_unavailable")
+    assert Job.objects.count() == 0
+    assert redis_client.keys("idempotency:*") == []
+
+    redis_proxy.down()
+    redis_proxy.up()
+    first = server.post_import(secret, KEY, body)
+    assert first.status == 202 and not first.replayed, first.body
+    assert server.post_import(secret, KEY, body).replayed
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.redis
 def test_redis_store_lost_mid_request_is_503_and_the_writes_roll_back(
     service: Callable[..., Service], redis_proxy: TcpProxy, redis_client: Any, tmp_path: Path
 ) -> None:
