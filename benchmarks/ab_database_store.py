@@ -49,6 +49,9 @@ def run(args: argparse.Namespace, report: Report) -> None:
             def complete(self, claim: Any, response: Any, *, last: bool = False) -> None:
                 super().complete(claim, response)  # it knew no ``last``
 
+            def after_commit(self, claim: Any, response: Any) -> None:
+                """Nor this step: the outcome committed with the view's writes."""
+
         stores: dict[str, Any] = {"before": Before(), "now": DatabaseStore()}
         current = ["now"]
         core.get_store = lambda: stores[current[0]]  # type: ignore[assignment]

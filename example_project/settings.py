@@ -1,6 +1,7 @@
 """Settings for the example service, from the environment.
 
 DATABASE_URL       default sqlite:///var/example.sqlite3 (in the repository)
+DATABASE_STATEMENT_TIMEOUT  PostgreSQL's statement_timeout, default 5s (0: none)
 REDIS_URL          optional; needed by IDEMPOTENCY_STORE=redis and TASKS_BACKEND=rq
 IDEMPOTENCY_STORE  database (default) | redis
 TASKS_BACKEND      db (default: django-tasks-db, run `manage.py db_worker`) | rq | immediate
@@ -41,12 +42,32 @@ DATABASES = {
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
     )
 }
+# A PostgreSQL that accepts connections and answers nothing (a hung server, a network that
+# drops packets) costs a request seconds and a 503, not the worker's timeout
+# (docs/deployment.md): libpq gives up connecting after 5 s, and an open connection whose data
+# goes unacknowledged for 9 s, or whose idle peer stops answering keepalives; the server cancels
+# a statement (a lock wait included) after DATABASE_STATEMENT_TIMEOUT.
+POSTGRES_TIMEOUTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 9000,
+    "options": f"-c statement_timeout={os.environ.get('DATABASE_STATEMENT_TIMEOUT', '5s')}",
+}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web and worker processes share the file: wait for the other writer instead of failing.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Options in DATABASE_URL's query string (sslmode=…) win.
+    DATABASES["default"]["OPTIONS"] = {
+        **POSTGRES_TIMEOUTS,
+        **DATABASES["default"].get("OPTIONS", {}),
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

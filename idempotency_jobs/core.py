@@ -136,6 +136,9 @@ class IdempotentRequest:
         self.request = request
         self.options = options
         self.store = store
+        # Set by the first of the transaction's on_commit hooks: from then on nothing that
+        # fails (another hook, a worker's timeout) may release the key or change its outcome.
+        self.committed = False
 
     def run(
         self, scope: str, key: str, fingerprint: str, call_view: Callable[[], HttpResponseBase]
@@ -150,7 +153,8 @@ class IdempotentRequest:
         except IdempotencyLeaseLost as exc:  # storing a DRF error's answer: nothing to release
             return problem_response(self.reported("lease_lost", exc))
         except BaseException:
-            self.release(found)
+            if not self.committed:
+                self.release(found)
             raise
 
     def claim(self, scope: str, key: str, fingerprint: str) -> Claim | HttpResponseBase:
@@ -191,25 +195,48 @@ class IdempotentRequest:
         """Run the view; its writes commit with the stored outcome, or not at all."""
         alias = self.store.database_alias
         outermost = not transaction.get_connection(alias).in_atomic_block
+        outcome: list[StoredResponse] = []
         try:
             with transaction.atomic(using=alias):
+                # Ahead of the view's hooks: the outcome is recorded before they run (or hang).
+                transaction.on_commit(lambda: self.after_commit(claim, outcome), using=alias)
                 response = self.render(call_view())
                 if self.should_store(response):
-                    self.store.complete(claim, self.capture(response), last=outermost)
+                    outcome.append(self.capture(response))
+                    self.store.complete(claim, outcome[0], last=outermost)
                     self.report_on_commit("completed", response.status_code)
                     return response
                 transaction.set_rollback(True, using=alias)
         except IdempotencyLeaseLost as exc:
             return problem_response(self.reported("lease_lost", exc))
         except Exception as exc:
+            if self.committed:
+                raise  # a hook failed after the commit: the stored outcome stands
             # DRF turns its own exceptions into responses; anything else propagates (released).
             response = self.render(self.view.handle_exception(exc))
             if self.should_store(response):
-                self.store.complete(claim, self.capture(response))
+                outcome.append(self.capture(response))
+                self.store.complete(claim, outcome[0])
+                transaction.on_commit(lambda: self.after_commit(claim, outcome), using=alias)
                 self.report_on_commit("completed", response.status_code)
                 return response
         self.release(claim)
         return response
+
+    def after_commit(self, claim: Claim, outcome: list[StoredResponse]) -> None:
+        """The view's transaction committed, with the outcome if there is one: let the store
+        finish. Never raises: the view's own hooks still run."""
+        self.committed = True
+        if not outcome:
+            return
+        try:
+            self.store.after_commit(claim, outcome[0])
+        except Exception:
+            logger.exception(
+                "Could not record the outcome of idempotency key %r after its commit; the key "
+                "stays in progress until its lease ends.",
+                claim.key,
+            )
 
     def release(self, claim: Claim) -> None:
         try:

@@ -16,7 +16,7 @@ import os
 import dj_database_url
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import CACHES, DATABASES, IDEMPOTENCY_JOBS
+from example_project.settings import CACHES, DATABASES, IDEMPOTENCY_JOBS, POSTGRES_TIMEOUTS
 from tests.redis_scope import CACHE_PREFIX, STORE_PREFIX
 
 ROOT_URLCONF = "tests.example_urls"
@@ -26,6 +26,8 @@ if os.environ.get("IJ_TEST_KEYS_DATABASE_URL"):
     DATABASES["keys"] = dj_database_url.parse(
         os.environ["IJ_TEST_KEYS_DATABASE_URL"], conn_max_age=0
     )
+    if DATABASES["keys"]["ENGINE"].endswith("postgresql"):
+        DATABASES["keys"]["OPTIONS"] = POSTGRES_TIMEOUTS
     IDEMPOTENCY_JOBS["DATABASE_ALIAS"] = "keys"
 
 IDEMPOTENCY_JOBS["REDIS_KEY_PREFIX"] = STORE_PREFIX

@@ -10,7 +10,7 @@ request):
 * ``X-Test-Sleep: <seconds>``: the same place, a short pause instead.
 * ``X-Test-Leaky-Headers: 1``: the answer also carries ``Set-Cookie`` and auth headers.
 * ``X-Test-On-Commit: 1`` (in-process tests only): the callables in ``ON_COMMIT`` run when the
-  request's transaction commits, before the key store's own commit hooks.
+  request's transaction commits, first of its commit hooks (before the key store's own).
 
 ``/test/throttled-imports`` is the same view with a one-request-per-hour throttle.
 """
@@ -41,6 +41,8 @@ ON_COMMIT: list[Callable[[], None]] = []
 def hold(request: Request) -> None:
     if request.headers.get("X-Test-On-Commit"):
         transaction.on_commit(lambda: [hook() for hook in ON_COMMIT])
+        hooks = transaction.get_connection().run_on_commit
+        hooks.insert(0, hooks.pop())  # test-only: ahead of the hook registered before the view
     if seconds := request.headers.get("X-Test-Sleep"):
         time.sleep(min(float(seconds), HOLD_LIMIT))
     name = request.headers.get("X-Test-Hold")

@@ -1,15 +1,20 @@
 """SPEC §3.2 and §4: which outcomes are stored, and failing closed when the store is down."""
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
 from django.db.utils import load_backend
 from rest_framework.test import APIClient
 
+from idempotency_jobs.models import IdempotencyKey
+from idempotency_jobs.stores import Claim, get_store
 from tests.helpers import (
     CORE_DB,
     DECORATOR,
+    KEY,
     MIXIN,
     TWO_FACES,
     assert_executed,
@@ -172,6 +177,65 @@ def test_body_at_the_limit_is_replayable(api, settings, store, path):
     sized = post(api, path, key="key-sized-00001")
     assert len(sized.content) == len(first.content)
     assert is_replay(post(api, path, key="key-sized-00001"))
+
+
+# After the commit (SPEC §3.2: nothing frees or changes a committed outcome) -------------------
+
+
+@pytest.mark.parametrize("path", [MIXIN, DECORATOR, "/view-widgets"])
+def test_an_on_commit_hook_raising_after_the_commit_leaves_the_outcome_stored(client, store, path):
+    """The view's writes and its outcome committed, then one of the view's own hooks raised
+    (Django's default, not robust): the client hears the 500, yet every retry replays."""
+    Failures.armed.extend(["on_commit"] * 3)  # each execution's hook would raise
+    assert post(client, path).status_code == 500
+    assert widgets() == 1
+    for _ in range(2):
+        retry = post(client, path)
+        assert retry.status_code == 201 and is_replay(retry), retry.content
+    assert widgets() == 1
+    assert stored_keys(store) == 1
+
+
+@TWO_FACES
+def test_a_system_exit_in_a_robust_hook_after_the_commit_leaves_the_outcome_stored(
+    api, store, path
+):
+    """A worker's timeout (gunicorn raises ``SystemExit``) while a robust hook, such as a job's
+    enqueue, hangs after the commit: ``robust`` does not stop it, and it frees nothing."""
+    Failures.armed.extend(["exit_on_commit"] * 2)
+    with pytest.raises(SystemExit):
+        post(api, path)
+    assert widgets() == 1
+    retry = post(api, path)
+    assert retry.status_code == 201 and is_replay(retry), retry.content
+    assert widgets() == 1
+
+
+def mark_completed(store: str, claim: Claim) -> None:
+    """The claim's outcome, written as its commit leaves it."""
+    if store == "redis":
+        keys = get_store()
+        record = {"state": "completed", "status": 201, "headers": "[]", "body": b"done"}
+        keys.client.hset(
+            keys.record_key(claim.scope, claim.key), mapping=record | {"replayable": "1"}
+        )  # type: ignore[attr-defined]
+    else:
+        IdempotencyKey.objects.filter(pk=claim.record_id).update(
+            state="completed", lease_expires_at=None, response_status=201, response_body=b"done"
+        )
+
+
+def test_release_is_a_compare_and_delete_on_the_owner_token_and_the_in_progress_state(store):
+    keys = get_store()
+    hour = timedelta(hours=1)
+    owner = keys.claim("user:1", KEY, "fp", ttl=hour, lease=hour)
+    assert isinstance(owner, Claim)
+    keys.release(replace(owner, token="not-the-owner"))
+    assert stored_keys(store) == 1
+    mark_completed(store, owner)
+    keys.release(owner)  # e.g. from an exception raised after the commit
+    assert stored_keys(store) == 1
+    assert not isinstance(keys.claim("user:1", KEY, "fp", ttl=hour, lease=hour), Claim)
 
 
 # The key store is unreachable -----------------------------------------------------------------

@@ -100,6 +100,13 @@ def claim(store, lease=HOUR):
     return get_store().claim("user:1", KEY, "fp", ttl=24 * HOUR, lease=lease)
 
 
+def complete(owner, response):
+    """As the request flow does it: in the view's transaction, then once it has committed."""
+    with transaction.atomic():
+        get_store().complete(owner, response)
+    get_store().after_commit(owner, response)
+
+
 def test_old_owner_can_neither_complete_nor_release_after_takeover(settings, store):
     lease = timedelta(seconds=REDIS_LEASE) if store == "redis" else HOUR
     old = claim(store, lease)
@@ -118,7 +125,7 @@ def test_old_owner_can_neither_complete_nor_release_after_takeover(settings, sto
     if store == "database":
         assert IdempotencyKey.objects.get().owner_token == new.token
 
-    get_store().complete(new, StoredResponse(201, b"new", [("Content-Type", "text/plain")]))
+    complete(new, StoredResponse(201, b"new", [("Content-Type", "text/plain")]))
     get_store().release(old)
     found = claim(store)
     assert isinstance(found, Existing)
@@ -146,7 +153,7 @@ def test_takeover_after_a_stale_read_never_reopens_a_completed_key(settings):
 
 def test_owner_cannot_complete_twice(store):
     owner = claim(store)
-    get_store().complete(owner, StoredResponse(201, b"first"))
+    complete(owner, StoredResponse(201, b"first"))
     with pytest.raises(IdempotencyLeaseLost):
         get_store().complete(owner, StoredResponse(201, b"second"))
     assert claim(store).response.body == b"first"
@@ -161,7 +168,7 @@ def test_release_frees_the_key_for_the_next_claim(store):
 
 def test_completed_keys_are_not_taken_over_after_their_lease(store):
     owner = claim(store, timedelta(seconds=REDIS_LEASE) if store == "redis" else HOUR)
-    get_store().complete(owner, StoredResponse(201, b"done"))
+    complete(owner, StoredResponse(201, b"done"))
     expire_leases(store)
     found = claim(store)
     assert isinstance(found, Existing)

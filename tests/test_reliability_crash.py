@@ -8,13 +8,16 @@ response is stored and the retry replays it (docs/semantics.md).
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -164,6 +167,80 @@ def test_a_client_that_hangs_up_mid_request_gets_the_stored_response_on_retry(
     assert retry.status == 202 and retry.replayed
     assert retry.json()["id"] == str(Job.objects.get().pk)
     assert Job.objects.count() == 1
+
+
+# A worker timeout after the commit (SPEC §3.2) --------------------------------------------------
+#
+# gunicorn's sync worker runs a request in its main thread: a request stuck past ``--timeout``
+# is ended there by ``SystemExit``, which passes a robust ``on_commit`` hook. Here the job's
+# enqueue hangs after the job row and the key's outcome committed; the retry must replay.
+
+
+def attempt(send: Callable[[], Answer]) -> Answer | None:
+    """The answer, or ``None`` when the server dropped the connection (its worker ended)."""
+    try:
+        return send()
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+@pytest.mark.postgresql
+def test_a_worker_timeout_while_the_enqueue_waits_on_a_lock_keeps_the_outcome(
+    service: Callable[..., Service],
+) -> None:
+    """The example's default backend (django-tasks-db): its enqueue INSERT waits on a lock."""
+    # The statement timeout would end the wait first (the enqueue fails, the job stays queued).
+    server = service(worker_class="sync", timeout=3, DATABASE_STATEMENT_TIMEOUT="0")
+    secret = workspace_secret()
+    body = import_body(3)
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+    ) as blocker:
+        blocker.execute("LOCK TABLE django_tasks_database_dbtaskresult IN SHARE MODE")
+        first = attempt(lambda: server.post_import(secret, KEY, body))
+        assert first is None or first.status >= 500, first
+        blocker.rollback()
+
+    assert IdempotencyKey.objects.get().state == "completed"
+    retry = server.post_import(secret, KEY, body)
+    assert retry.status == 202 and retry.replayed, retry.body
+    job = Job.objects.get()  # one job for one key
+    assert (job.status, job.task_id) == (Job.Status.QUEUED, "")  # for recovery to send
+
+
+@pytest.mark.redis
+def test_a_worker_timeout_while_the_rq_enqueue_hangs_keeps_the_outcome(
+    service: Callable[..., Service], redis_client: Any
+) -> None:
+    """RQ on a Redis that accepts connections and answers nothing; keys in the database."""
+    proxy = TcpProxy(redis_client.connection_pool.connection_kwargs["port"])
+    try:
+        server = service(
+            worker_class="sync",
+            timeout=3,
+            TASKS_BACKEND="rq",
+            REDIS_URL=redis_url(port=proxy.port),
+        )
+        secret = workspace_secret()
+        body = import_body(3)
+        proxy.freeze()
+        first = attempt(lambda: server.post_import(secret, KEY, body))
+        assert first is None or first.status >= 500, first
+        proxy.down()
+        proxy.up()
+
+        assert IdempotencyKey.objects.get().state == "completed"
+        retry = server.post_import(secret, KEY, body)
+        assert retry.status == 202 and retry.replayed, retry.body
+        assert Job.objects.count() == 1
+        assert redis_client.llen("rq:queue:default") == 0  # lost: recovery sends it
+    finally:
+        proxy.down()
 
 
 # The Redis store's documented window ------------------------------------------------------------

@@ -120,6 +120,57 @@ def test_the_whole_database_refusing_connections_is_503_and_runs_nothing(
     assert Job.objects.count() == 1
 
 
+# A PostgreSQL that accepts connections and answers nothing: the proxy is frozen. The client
+# waits at most HUNG (far less than gunicorn's timeout here, 120 s): an answer at all is the test.
+HUNG = 30
+
+
+@pytest.mark.postgresql
+def test_key_store_database_answering_nothing_is_503_and_runs_nothing(
+    service: Callable[..., Service], postgres_proxy: TcpProxy
+) -> None:
+    server = service(IJ_TEST_KEYS_DATABASE_URL=test_database_url(port=postgres_proxy.port))
+    secret = workspace_secret()
+    body = import_body(3)
+
+    postgres_proxy.freeze()
+    hung = server.post_import(secret, KEY, body, timeout=HUNG)
+    assert_problem(hung, 503, "idempotency_store_unavailable")
+    assert Job.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+    postgres_proxy.down()  # cuts what the frozen proxy held, unsent
+    postgres_proxy.up()
+    first = server.post_import(secret, KEY, body)
+    assert first.status == 202 and not first.replayed, first.body
+    assert server.post_import(secret, KEY, body).replayed
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.postgresql
+def test_the_whole_database_answering_nothing_is_503_and_runs_nothing(
+    service: Callable[..., Service], postgres_proxy: TcpProxy
+) -> None:
+    server = service(DATABASE_URL=test_database_url(port=postgres_proxy.port))
+    secret = workspace_secret()
+    body = import_body(3)
+
+    postgres_proxy.freeze()
+    for key in (KEY, None):
+        hung = server.post_import(secret, key, body, timeout=HUNG)
+        assert_problem(hung, 503, "database_unavailable")
+        assert hung.header("Retry-After")
+    assert Job.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+    postgres_proxy.down()
+    postgres_proxy.up()
+    first = server.post_import(secret, KEY, body)
+    assert first.status == 202 and not first.replayed, first.body
+    assert server.post_import(secret, KEY, body).replayed
+    assert Job.objects.count() == 1
+
+
 # Redis ------------------------------------------------------------------------------------------
 
 
@@ -154,6 +205,28 @@ def test_redis_store_and_rq_down_is_503_and_runs_nothing(
     job = Job.objects.get()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert Subscriber.objects.count() == 3
+
+
+@pytest.mark.redis
+def test_redis_store_answering_nothing_is_503_and_runs_nothing(
+    service: Callable[..., Service], redis_proxy: TcpProxy, redis_client: Any
+) -> None:
+    server = service(IDEMPOTENCY_STORE="redis", REDIS_URL=redis_url(port=redis_proxy.port))
+    secret = workspace_secret()
+    body = import_body(3)
+
+    redis_proxy.freeze()
+    hung = server.post_import(secret, KEY, body, timeout=HUNG)
+    assert_problem(hung, 503, "idempotency_store_unavailable")
+    assert Job.objects.count() == 0
+    assert redis_client.keys("idempotency:*") == []
+
+    redis_proxy.down()
+    redis_proxy.up()
+    first = server.post_import(secret, KEY, body)
+    assert first.status == 202 and not first.replayed, first.body
+    assert server.post_import(secret, KEY, body).replayed
+    assert Job.objects.count() == 1
 
 
 @pytest.mark.redis

@@ -276,11 +276,13 @@ class Service:
     def request(self, method: str, path: str, body: bytes | None = None, **kwargs: Any) -> Answer:
         return request(self.base, method, path, body, **kwargs)
 
-    def post_import(self, secret: str, key: str | None, body: bytes, **headers: str) -> Answer:
+    def post_import(
+        self, secret: str, key: str | None, body: bytes, *, timeout: float = 60, **headers: str
+    ) -> Answer:
         sent = {"Authorization": f"Bearer {secret}", **headers}
         if key is not None:
             sent["Idempotency-Key"] = key
-        return self.request("POST", IMPORT_URL, body, headers=sent)
+        return self.request("POST", IMPORT_URL, body, headers=sent, timeout=timeout)
 
     def kill_worker(self, pid: int) -> None:
         """SIGKILL one of this server's worker processes (checked to be our child)."""
@@ -296,10 +298,21 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """``service(workers=4, **env)``: start the example service; stopped at the test's end."""
+    """``service(workers=4, **env)``: start the example service; stopped at the test's end.
+
+    ``worker_class="sync"`` (one request per process, in its main thread) with a short
+    ``timeout``: a request stuck that long is ended by gunicorn's ``SystemExit`` in its thread.
+    """
     started: list[Service] = []
 
-    def start(*, workers: int = 2, threads: int = 4, **env: str) -> Service:
+    def start(
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        worker_class: str = "gthread",
+        timeout: int = 120,
+        **env: str,
+    ) -> Service:
         port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         process = subprocess.Popen(
@@ -310,9 +323,9 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
                 "example_project.wsgi:application",
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={workers}",
-                "--worker-class=gthread",
-                f"--threads={threads}",
-                "--timeout=120",
+                f"--worker-class={worker_class}",
+                f"--threads={threads if worker_class == 'gthread' else 1}",
+                f"--timeout={timeout}",
                 "--graceful-timeout=5",
                 "--log-level=warning",
             ],
@@ -348,7 +361,9 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a real server; ``down()`` closes the port (connections
-    are refused, open ones cut), ``up()`` listens again on the same port."""
+    are refused, open ones cut), ``up()`` listens again on the same port. ``freeze()`` makes it
+    a server that accepts connections and answers nothing (a hung server: new connections are
+    accepted and left unanswered, open ones forward nothing more) until ``down()``."""
 
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -356,7 +371,11 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.frozen = False
         self.up()
+
+    def freeze(self) -> None:
+        self.frozen = True
 
     def up(self) -> None:
         listener = socket.socket()
@@ -381,6 +400,7 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._sockets.clear()
+        self.frozen = False  # only now: a frozen pipe must not forward what it held
         assert self.refuses()
 
     def refuses(self) -> bool:
@@ -396,6 +416,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.frozen:  # accepted (the kernel did that), never answered
+                with self._lock:
+                    self._sockets.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -410,6 +434,9 @@ class TcpProxy:
         try:
             while True:
                 ready, _, _ = select.select(sockets, [], [], 0.5)
+                if self.frozen:  # what was sent stays unread, until down() discards it
+                    time.sleep(0.05)
+                    continue
                 for sock in ready:
                     data = sock.recv(65536)
                     if not data:

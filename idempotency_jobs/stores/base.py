@@ -59,5 +59,11 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def after_commit(self, claim: Claim, response: StoredResponse) -> None:
+        """The transaction in which ``complete`` ran has committed: a store outside that
+        database records the outcome now. Runs ahead of the view's own ``on_commit`` hooks."""
+
+    @abstractmethod
     def release(self, claim: Claim) -> None:
-        """Free the key so a retry runs for real; a claim that is no longer ours is left alone."""
+        """Free the key so a retry runs for real: a compare-and-delete on the owner token and
+        the ``in_progress`` state, so a claim no longer ours, or completed, is left alone."""

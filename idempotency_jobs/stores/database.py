@@ -196,8 +196,12 @@ class DatabaseStore(Store):
                 raise IdempotencyLeaseLost() from None
             raise
 
+    def after_commit(self, claim: Claim, response: StoredResponse) -> None:
+        """Nothing left to do: the outcome committed with the view's writes."""
+
     def release(self, claim: Claim) -> None:
-        self.keys.filter(pk=claim.record_id, owner_token=claim.token).delete()
+        mine = self.keys.filter(pk=claim.record_id, owner_token=claim.token)
+        mine.filter(state=State.IN_PROGRESS).delete()
 
     def _insert(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta

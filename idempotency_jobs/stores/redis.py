@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -67,9 +66,10 @@ redis.call('HDEL', KEYS[1], 'lease')
 return 1
 """
 
-# KEYS[1]: the record. ARGV: token.
+# KEYS[1]: the record. ARGV: token. A completed record is never freed, even by its owner.
 RELEASE = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1]
+   and redis.call('HGET', KEYS[1], 'state') == 'in_progress' then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -148,7 +148,7 @@ class RedisStore(Store):
         )
 
     def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
-        """Record the outcome once the view's database writes have committed.
+        """Check that the claim is still ours; ``after_commit`` records the outcome.
 
         A claim already taken over raises here, inside the view's transaction, so its writes
         roll back instead of committing beside the new owner's.
@@ -159,15 +159,13 @@ class RedisStore(Store):
             )
         if owner is None or _text(owner) != claim.token or _text(state) != "in_progress":
             raise IdempotencyLeaseLost()
-        transaction.on_commit(
-            lambda: self._write_outcome(claim, response), using=self.database_alias, robust=True
-        )
 
     def release(self, claim: Claim) -> None:
         with unavailable_on_error():
             self._release(keys=[self.record_key(claim.scope, claim.key)], args=[claim.token])
 
-    def _write_outcome(self, claim: Claim, response: StoredResponse) -> None:
+    def after_commit(self, claim: Claim, response: StoredResponse) -> None:
+        """Record the outcome: the view's database writes have committed."""
         args = [
             claim.token,
             response.status,

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import (
@@ -66,6 +67,14 @@ class Failures:
         return cls.armed.pop(0) if cls.armed else None
 
 
+def fail_after_commit() -> None:
+    raise RuntimeError("on_commit hook failed")
+
+
+def exit_after_commit() -> None:
+    raise SystemExit(1)  # what a server's worker timeout raises in the request's thread
+
+
 class WidgetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Widget
@@ -84,6 +93,10 @@ def perform(request: Request) -> Response:
     serializer.is_valid(raise_exception=True)
     widget = serializer.save(owner=request.user.username)
     failure = Failures.take() or knobs.get("fail")
+    if failure == "on_commit":  # Django's default hook: its exception reaches the client
+        transaction.on_commit(fail_after_commit)
+    if failure == "exit_on_commit":  # a robust hook does not stop a SystemExit
+        transaction.on_commit(exit_after_commit, robust=True)
     if failure == "runtime":
         raise RuntimeError("boom")
     if failure == "validation":
