@@ -20,6 +20,7 @@ from django.template.response import SimpleTemplateResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from .body import read_chunked_body
 from .conf import idempotency_settings
 from .exceptions import (
     IdempotencyConfigurationError,
@@ -79,6 +80,7 @@ def handle(
     if request.method not in methods or getattr(request, "idempotency", None) is not None:
         return call_view()
     try:
+        read_chunked_body(request)  # before anything reads the body, keyed or not
         key = parse_key(
             request,
             idempotency_settings.HEADERS,

@@ -25,6 +25,7 @@ __all__ = [
     "IdempotencyKeyMissing",
     "IdempotencyKeyNotReplayable",
     "IdempotencyLeaseLost",
+    "IdempotencyLengthRequired",
     "IdempotencyScopeMissing",
     "IdempotencyStoreUnavailable",
     "problem_exception_handler",
@@ -117,6 +118,16 @@ class IdempotencyKeyNotReplayable(IdempotencyError):
         "large to store. It was not run again."
     )
     default_code = "idempotency_key_not_replayable"
+
+
+class IdempotencyLengthRequired(IdempotencyError):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    title = "Length required"
+    default_detail = (
+        "This server cannot read a chunked request body to its end. Nothing was run; send the "
+        "body with a Content-Length header."
+    )
+    default_code = "idempotency_length_required"
 
 
 class IdempotencyStoreUnavailable(IdempotencyError):
