@@ -30,12 +30,13 @@ from .exceptions import (
     IdempotencyKeyMissing,
     IdempotencyKeyNotReplayable,
     IdempotencyLeaseLost,
+    IdempotencyReplayNotAcceptable,
     IdempotencyScopeMissing,
     problem_response,
 )
 from .keys import parse_key
 from .models import IdempotencyKey
-from .responses import StoredResponse
+from .responses import StoredResponse, accepts
 from .stores import Claim, Existing, Store, get_store
 
 __all__ = ["UNSET", "IdempotencyOptions", "handle"]
@@ -176,6 +177,12 @@ class IdempotentRequest:
         if found.completed and found.response is not None:
             if not found.response.replayable:
                 raise IdempotencyKeyNotReplayable()
+            content_type = found.response.content_type
+            if content_type and not accepts(self.request.META.get("HTTP_ACCEPT"), content_type):
+                raise IdempotencyReplayNotAcceptable(
+                    f"The request with this idempotency key completed with a {content_type} "
+                    "response, which this request's Accept header excludes. It was not run again."
+                )
             return found.response.to_response(status=self.options.get("replay_status"))
         if last_try:
             retry_after = str(idempotency_settings.RETRY_AFTER)

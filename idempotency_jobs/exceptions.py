@@ -26,6 +26,7 @@ __all__ = [
     "IdempotencyKeyNotReplayable",
     "IdempotencyLeaseLost",
     "IdempotencyLengthRequired",
+    "IdempotencyReplayNotAcceptable",
     "IdempotencyScopeMissing",
     "IdempotencyStoreUnavailable",
     "problem_exception_handler",
@@ -118,6 +119,16 @@ class IdempotencyKeyNotReplayable(IdempotencyError):
         "large to store. It was not run again."
     )
     default_code = "idempotency_key_not_replayable"
+
+
+class IdempotencyReplayNotAcceptable(IdempotencyError):
+    status_code = status.HTTP_406_NOT_ACCEPTABLE
+    title = "Stored response not acceptable"
+    default_detail = (
+        "The request with this idempotency key completed with a response of a media type this "
+        "request's Accept header excludes. It was not run again."
+    )
+    default_code = "idempotency_replay_not_acceptable"
 
 
 class IdempotencyLengthRequired(IdempotencyError):
