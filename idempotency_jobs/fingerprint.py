@@ -29,9 +29,11 @@ _UTF_8 = "utf-8"
 # Canonical text is written and encoded about this many characters at a time.
 _CHUNK = 64 * 1024
 _MAX_BATCH_DEPTH = 16
+# Bodies up to this size are written at once; larger ones in pieces.
+_ONE_SHOT = 1024 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
-_UTF_8_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")  # ... or encoded
+# Escaped or encoded; searched one at a time: each starts with a literal, found fast.
+_SURROGATE_SOURCES = (re.compile(rb"\\u[dD][89a-fA-F]"), re.compile(rb"\xed[\xa0-\xbf]"))
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _escape = json.encoder.encode_basestring  # json's own (C) escaping, as its encoder does it
 
@@ -120,23 +122,22 @@ def _json_parts(raw: bytes, encoding: str) -> Iterable[bytes] | None:
     """The body's data as canonical JSON text in UTF-8 pieces; ``None`` if it is not JSON in its
     charset (or holds lone surrogates, which UTF-8 cannot carry)."""
     try:
-        data, surrogates = _json_data(raw, encoding)
-        if not surrogates:
+        # As before charsets counted: in UTF-8, UTF-16 and -32 are detected too.
+        data = json.loads(raw if encoding == _UTF_8 else raw.decode(encoding))
+        if len(raw) > _ONE_SHOT and _surrogate_free(raw, encoding):
             return _utf8(b"json:", _json_pieces(data))
-        text = _dumps_text(data)
+        text = _dumps_text(data)  # most bodies: their few copies are small, json's C is fast
     except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         return None
     return _labelled(b"json:", text) if _encodable(text) else None
 
 
-def _json_data(raw: bytes, encoding: str) -> tuple[Any, bool]:
-    """The parsed body, and whether its strings may hold lone surrogates."""
-    if encoding == _UTF_8:
-        # As before charsets counted: UTF-16 and -32 are detected too.
-        surrogates = json.detect_encoding(raw) != _UTF_8 or bool(_UTF_8_SURROGATE.search(raw))
-        return json.loads(raw), surrogates
-    text = raw.decode(encoding)  # DRF's JSONParser decodes it so
-    return json.loads(text), bool(_ESCAPED_SURROGATE.search(text))
+def _surrogate_free(raw: bytes, encoding: str) -> bool:
+    """Whether the strings parsed from ``raw`` surely hold no lone surrogate (which would make
+    the body compare as bytes, found only once its text is written)."""
+    if encoding != _UTF_8 or json.detect_encoding(raw) != _UTF_8:
+        return False
+    return not any(source.search(raw) for source in _SURROGATE_SOURCES)
 
 
 def _json_pieces(value: Any) -> Iterator[str]:
@@ -215,26 +216,32 @@ def _batch_text(batch: list[tuple[str | None, Any]], *, as_dict: bool) -> str:
 def _fits(value: Any, room: int, depth: int = 0) -> int:
     """``room`` less about the length of ``value``'s text; negative if it does not fit, or is
     nested deeper than json's encoder is asked to go at once."""
-    if room < 0 or depth > _MAX_BATCH_DEPTH:
-        return -1
     kind = type(value)
     if kind is str:
         return room - len(value) - 2
+    if kind is not dict and kind is not list:
+        return room - 24  # a number, true, false, null
+    if depth >= _MAX_BATCH_DEPTH:
+        return -1
+    room -= 2
     if kind is dict:
-        room -= 2
-        for key, member in value.items():
-            room = _fits(member, room - len(key) - 4, depth + 1)
-            if room < 0:
-                return -1
-        return room
-    if kind is list:
-        room -= 2
-        for member in value:
-            room = _fits(member, room - 1, depth + 1)
-            if room < 0:
-                return -1
-        return room
-    return room - 24  # a number, true, false, null
+        for key in value:
+            room -= len(key) + 4
+        members = value.values()
+    else:
+        room -= len(value)
+        members = value
+    for member in members:  # scalars here rather than in a call each: most members are
+        kind = type(member)
+        if kind is str:
+            room -= len(member) + 2
+        elif kind is dict or kind is list:
+            room = _fits(member, room, depth + 1)
+        else:
+            room -= 24
+        if room < 0:
+            return -1
+    return room
 
 
 def _form_fields(raw: bytes, encoding: str) -> list[tuple[str, str]] | None:

@@ -267,6 +267,7 @@ def recipe(media_type, body):
         (FORM, "b=&a=%C3%A9", 'form:[["a","é"],["b",""]]'.encode()),
         (JSON, '{"a": "é"}', 'json:{"a":"é"}'.encode()),
         (JSON, '{"a": 1', b'raw:{"a": 1'),
+        (JSON, '{"a": "\\ud800"}', b'raw:{"a": "\\ud800"}'),  # a lone surrogate: not UTF-8
         (JSON, "", b""),
         ("text/plain", "a b", b"raw:a b"),
         ("text/plain; charset=utf-8", "é", "raw:é".encode()),
@@ -275,6 +276,20 @@ def recipe(media_type, body):
 def test_bodies_are_digested_in_canonical_form(content_type, body, canonical):
     # Unchanged since the first release: each of these requests keeps its stored keys.
     assert fingerprint(body, content_type) == recipe(content_type.split(";")[0], canonical)
+
+
+@pytest.mark.parametrize("lone", ["\\udfff", "\\uD800"])
+def test_a_large_json_body_is_digested_as_a_small_one(settings, lone):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = None
+    text = "x" * (2 * 1024 * 1024)
+    body = json.dumps({"b": [text, {"c": text}], "a": text})
+    assert fingerprint(body) == recipe(JSON, b"json:" + canonical_dumps(json.loads(body)))
+    with_surrogate = body.replace('"a": "x', f'"a": "{lone}x', 1)
+    assert fingerprint(with_surrogate) == recipe(JSON, b"raw:" + with_surrogate.encode())
+
+
+def canonical_dumps(data):
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_multipart_bodies_are_digested_in_canonical_form():
