@@ -126,9 +126,10 @@ STATIC_URL = "static/"
 MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(VAR_DIR / "media"))
 MEDIA_URL = "media/"  # never served: exports are downloaded through the API, per workspace
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Large CSV imports arrive as JSON; the import's own limit (EXAMPLE_SUBSCRIBER_IMPORT_MAX_BYTES)
-# is the one clients hear about.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+# Large CSV imports arrive as JSON: room for the largest (EXAMPLE_SUBSCRIBER_IMPORT_MAX_BYTES,
+# 20 MiB) and its JSON escaping, no more. Parsing JSON costs Python up to ~25 times the body's
+# size, so this bounds a request's memory (docs/deployment.md); beyond it, 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 24 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

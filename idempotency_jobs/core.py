@@ -21,6 +21,7 @@ from django.template.response import SimpleTemplateResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from .body import read_chunked_body
 from .conf import idempotency_settings
 from .exceptions import (
     IdempotencyConfigurationError,
@@ -30,12 +31,13 @@ from .exceptions import (
     IdempotencyKeyMissing,
     IdempotencyKeyNotReplayable,
     IdempotencyLeaseLost,
+    IdempotencyReplayNotAcceptable,
     IdempotencyScopeMissing,
     problem_response,
 )
 from .keys import parse_key
 from .models import IdempotencyKey
-from .responses import StoredResponse
+from .responses import StoredResponse, accepts
 from .signals import key_outcome
 from .stores import Claim, Existing, Store, get_store
 
@@ -81,6 +83,7 @@ def handle(
     if request.method not in methods or getattr(request, "idempotency", None) is not None:
         return call_view()
     try:
+        read_chunked_body(request)  # before anything reads the body, keyed or not
         key = parse_key(
             request,
             idempotency_settings.HEADERS,
@@ -183,6 +186,16 @@ class IdempotentRequest:
         if found.completed and found.response is not None:
             if not found.response.replayable:
                 raise self.reported("not_replayable", IdempotencyKeyNotReplayable())
+            content_type = found.response.content_type
+            if content_type and not accepts(self.request.META.get("HTTP_ACCEPT"), content_type):
+                raise self.reported(
+                    "not_acceptable",
+                    IdempotencyReplayNotAcceptable(
+                        f"The request with this idempotency key completed with a {content_type} "
+                        "response, which this request's Accept header excludes. It was not run "
+                        "again."
+                    ),
+                )
             replay = found.response.to_response(status=self.options.get("replay_status"))
             self.report("replayed", replay.status_code, response=replay)
             return replay

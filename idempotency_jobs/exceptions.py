@@ -25,6 +25,8 @@ __all__ = [
     "IdempotencyKeyMissing",
     "IdempotencyKeyNotReplayable",
     "IdempotencyLeaseLost",
+    "IdempotencyLengthRequired",
+    "IdempotencyReplayNotAcceptable",
     "IdempotencyScopeMissing",
     "IdempotencyStoreUnavailable",
     "problem_exception_handler",
@@ -117,6 +119,26 @@ class IdempotencyKeyNotReplayable(IdempotencyError):
         "large to store. It was not run again."
     )
     default_code = "idempotency_key_not_replayable"
+
+
+class IdempotencyReplayNotAcceptable(IdempotencyError):
+    status_code = status.HTTP_406_NOT_ACCEPTABLE
+    title = "Stored response not acceptable"
+    default_detail = (
+        "The request with this idempotency key completed with a response of a media type this "
+        "request's Accept header excludes. It was not run again."
+    )
+    default_code = "idempotency_replay_not_acceptable"
+
+
+class IdempotencyLengthRequired(IdempotencyError):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    title = "Length required"
+    default_detail = (
+        "This server cannot read a chunked request body to its end. Nothing was run; send the "
+        "body with a Content-Length header."
+    )
+    default_code = "idempotency_length_required"
 
 
 class IdempotencyStoreUnavailable(IdempotencyError):

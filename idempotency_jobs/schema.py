@@ -5,7 +5,8 @@ an ``@idempotent`` handler, for the methods it covers) gets:
 
 * the ``Idempotency-Key`` / ``X-Idempotency-Key`` request headers (``IDEMPOTENCY_JOBS["HEADERS"]``),
 * the ``Idempotent-Replayed`` header on its success responses,
-* ``application/problem+json`` answers for 400, 409 (with ``Retry-After``), 422 and 503.
+* ``application/problem+json`` answers for 400, 406, 409 (with ``Retry-After``), 411, 422 and
+  503.
 
 With ``drf_spectacular`` in ``INSTALLED_APPS`` this module is imported at startup and its view
 extension documents idempotent views by itself. Operations customised with ``@extend_schema``
@@ -39,10 +40,20 @@ PROBLEMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "values, or sent by an anonymous caller.",
         ("idempotency_key_invalid", "idempotency_key_missing", "idempotency_key_unscoped"),
     ),
+    "406": (
+        "The stored response of this idempotency key has a media type this request's `Accept` "
+        "excludes; nothing was run.",
+        ("idempotency_replay_not_acceptable",),
+    ),
     "409": (
         "A request with this idempotency key is still in progress (retry after `Retry-After`), "
         "was superseded, or completed with a response that cannot be replayed.",
         ("idempotency_key_in_use", "idempotency_lease_lost", "idempotency_key_not_replayable"),
+    ),
+    "411": (
+        "A chunked body this server cannot read to its end; send a `Content-Length`. Nothing "
+        "was run.",
+        ("idempotency_length_required",),
     ),
     "422": (
         "This idempotency key was already used with a different request.",

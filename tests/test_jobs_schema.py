@@ -77,7 +77,7 @@ def is_documented(operation: dict[str, Any]) -> bool:
     problems = all(
         responses.get(code, {}).get("content", {}).get("application/problem+json")
         == {"schema": PROBLEM_REF}
-        for code in ("400", "409", "422", "503")
+        for code in ("400", "406", "409", "411", "422", "503")
     )
     headers = key_headers(operation)
     assert problems == bool(headers), operation  # all of it, or none of it
@@ -94,7 +94,13 @@ def test_an_idempotent_post_documents_headers_and_problems(schema: dict[str, Any
     assert "application/json" in responses["201"]["content"]  # the view's own answer stays
     problem = schema["components"]["schemas"]["IdempotencyProblem"]
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
-    assert "idempotency_key_mismatch" in problem["properties"]["code"]["description"]
+    codes = problem["properties"]["code"]["description"]
+    for code in (
+        "idempotency_key_mismatch",
+        "idempotency_replay_not_acceptable",
+        "idempotency_length_required",
+    ):
+        assert code in codes
 
 
 def test_a_required_key_is_documented_as_required(schema: dict[str, Any]) -> None:

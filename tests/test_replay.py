@@ -8,6 +8,7 @@ import pytest
 
 from idempotency_jobs import core
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from idempotency_jobs.responses import accepts
 from tests.helpers import (
     BODY,
     CORE_DB,
@@ -95,6 +96,76 @@ def test_replay_status_per_view_option(api, store, path):
     assert replay["Location"] == first["Location"]
     assert is_replay(replay)
     assert widgets() == 1
+
+
+@FACES
+def test_a_retry_whose_accept_excludes_the_stored_media_type_is_406(api, store, path):
+    # The browsable API's page (with a CSRF token in it) is no answer for a JSON client.
+    first = post(api, path, HTTP_ACCEPT="text/html")
+    assert_executed(first)
+    assert first["Content-Type"].startswith("text/html")
+    problem = assert_problem(
+        post(api, path, HTTP_ACCEPT="application/json"), 406, "idempotency_replay_not_acceptable"
+    )
+    assert "text/html" in problem["detail"]
+    for accept in ("text/html", "*/*", "application/json, text/*;q=0.1", None):
+        extra = {"HTTP_ACCEPT": accept} if accept else {}
+        replay = post(api, path, **extra)
+        assert is_replay(replay), accept
+        assert replay.content == first.content
+    assert widgets() == 1
+
+
+@TWO_FACES
+def test_a_json_replay_to_a_retry_that_excludes_json_is_406(api, store, path):
+    first = post(api, path, HTTP_ACCEPT="application/json")
+    assert_executed(first)
+    for accept in ("text/html", "application/json;q=0, */*"):
+        assert_problem(
+            post(api, path, HTTP_ACCEPT=accept), 406, "idempotency_replay_not_acceptable"
+        )
+    assert is_replay(post(api, path, HTTP_ACCEPT="text/html, application/*;q=0.5"))
+    assert widgets() == 1
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type", "accepted"),
+    [
+        (None, "text/html; charset=utf-8", True),
+        ("", "text/html", True),
+        ("application/json", "application/json", True),
+        ("application/json", "text/html; charset=utf-8", False),
+        ("Application/JSON", "application/json", True),
+        ("text/*", "text/html; charset=utf-8", True),
+        ("*/*;q=0.1", "image/png", True),
+        ("text/html;q=0, */*", "text/html", False),  # the most specific range decides
+        ("text/*;q=0, text/html", "text/html", True),
+        ("text/*;q=0, text/html", "text/plain", False),
+        ("text/html;q=0.000", "text/html", False),
+        ("text/html;charset=latin-1", "text/html; charset=utf-8", False),
+        ("text/html;charset=utf-8", "text/html; charset=UTF-8", True),
+        ("application/json", "application/problem+json", True),  # RFC 6839 suffix
+        ("application/json;q=0", "application/problem+json", False),
+        ("application/problem+json", "application/json", False),
+        ("not a media range, application/json", "application/json", True),
+        ("text/html;q=bad", "text/html", True),
+    ],
+)
+def test_accepts(accept, content_type, accepted):
+    assert accepts(accept, content_type) is accepted
+
+
+@pytest.mark.parametrize("path", ["/store-4xx-widgets/", "/view-widgets"])
+def test_a_stored_problem_is_replayed_to_a_json_client(api, settings, store, path):
+    # application/problem+json is JSON (RFC 6839's +json suffix): what the view answered then.
+    handler = "idempotency_jobs.exceptions.problem_exception_handler"
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "EXCEPTION_HANDLER": handler}
+    first = post(api, path, body={"payload": {}}, HTTP_ACCEPT="application/json")
+    assert first.status_code == 400
+    assert first["Content-Type"] == PROBLEM_CONTENT_TYPE
+    retry = post(api, path, body={"payload": {}}, HTTP_ACCEPT="application/json")
+    assert is_replay(retry)
+    assert retry.content == first.content
 
 
 @FACES
