@@ -156,6 +156,17 @@ def test_a_mismatch_422_sends_key_mismatch_once(api, store, path, outcomes):
     assert outcomes()[1][1].levelno == logging.WARNING
 
 
+@TWO_FACES
+def test_a_replay_the_retry_does_not_accept_logs_not_acceptable(api, store, path, outcomes):
+    post(api, path)
+    with received() as calls:
+        refused = post(api, path, HTTP_ACCEPT="text/html")
+    assert_problem(refused, 406, "idempotency_replay_not_acceptable")
+    assert calls == []
+    assert names(outcomes()) == ["completed", "not_acceptable"]
+    assert outcomes()[1][1].status_code == 406  # type: ignore[attr-defined]
+
+
 def expire_leases(store: str) -> None:
     if store == "redis":
         time.sleep(REDIS_LEASE + 0.2)
