@@ -9,7 +9,12 @@ from .exports import CUSTOM_PREFIX, DEFAULT_FIELDS, STANDARD_FIELDS
 from .imports import FIELD_TYPES, CsvProblem, check_csv
 from .models import Subscriber
 
-__all__ = ["SubscriberExportSerializer", "SubscriberImportSerializer", "SubscriberSerializer"]
+__all__ = [
+    "SubscriberExportSerializer",
+    "SubscriberImportSerializer",
+    "SubscriberListFiltersSerializer",
+    "SubscriberSerializer",
+]
 
 CUSTOM_KEY_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z"
 CUSTOM_KEY = re.compile(CUSTOM_KEY_PATTERN)
@@ -30,6 +35,25 @@ class SubscriberSerializer(serializers.ModelSerializer[Subscriber]):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class SubscriberListFiltersSerializer(serializers.Serializer[Any]):
+    """The list's query parameters, checked before they reach the database (a NUL is a 400:
+    PostgreSQL refuses it in text); an empty one filters nothing."""
+
+    status = serializers.ChoiceField(
+        choices=Subscriber.Status.choices,
+        required=False,
+        allow_blank=True,
+        error_messages={
+            "invalid_choice": "Not a status: use one of "
+            + ", ".join(Subscriber.Status.values)
+            + "."
+        },
+    )
+    email = serializers.CharField(
+        required=False, allow_blank=True, help_text="Exact match, case and spaces ignored."
+    )
 
 
 class MappedFieldSerializer(serializers.Serializer[Any]):
