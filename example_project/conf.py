@@ -11,6 +11,8 @@ __all__ = ["DEFAULTS", "setting"]
 DEFAULTS: dict[str, Any] = {
     # Largest csv_text accepted by a subscriber import (UTF-8 bytes).
     "SUBSCRIBER_IMPORT_MAX_BYTES": 20 * 1024 * 1024,
+    # Most columns a subscriber import's CSV header may have.
+    "SUBSCRIBER_IMPORT_MAX_COLUMNS": 1000,
     # Rows per upsert transaction (progress moves after each).
     "SUBSCRIBER_IMPORT_BATCH_SIZE": 50000,
     # On PostgreSQL, connections an import upserts over at once (rows dealt by email; outside

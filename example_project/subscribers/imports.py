@@ -21,6 +21,7 @@ import functools
 import io
 import itertools
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -97,7 +98,7 @@ class ImportPlan:
         if not any(columns):
             raise CsvProblem("csv_text has no header row.")
         named = [name for name in columns if name]
-        duplicates = sorted({name for name in named if named.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(named).items() if count > 1)
         if duplicates:
             raise CsvProblem(f"Duplicate column names in the header: {', '.join(duplicates)}.")
         index = {name: i for i, name in enumerate(columns) if name}
@@ -110,8 +111,8 @@ class ImportPlan:
             kind = mapping["field"]["type"]
             if column not in index:
                 raise CsvProblem(
-                    f"Mapped column {column!r} is not in the CSV header "
-                    f"(columns: {', '.join(named)})."
+                    f"Mapped column {column!r} is not in the CSV header (columns: "
+                    f"{_some(named)})."
                 )
             target = f"custom:{mapping['field']['key']}" if kind == "custom" else kind
             if target in targets:
@@ -146,7 +147,10 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
         raise CsvProblem("csv_text contains a NUL character.")
     rows = _reader(io.StringIO(csv_text, newline=""))
     try:
-        plan = ImportPlan.build(next(rows, ()), mappings)
+        header = next(rows, [])
+        if len(header) > (most := setting("SUBSCRIBER_IMPORT_MAX_COLUMNS")):
+            raise CsvProblem(f"The CSV header has {len(header)} columns; the limit is {most}.")
+        plan = ImportPlan.build(header, mappings)
         ragged: list[int] = []
         ragged_count = 0
         number = 1
@@ -254,6 +258,13 @@ def _error(plan: ImportPlan, found: ErrorRow) -> dict[str, Any]:
     else:
         message = MESSAGES[problem or EMAIL_INVALID]
     return {"row": row, "column": column, "message": message}
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    """The first few names, and how many there are if that is not all."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, … {len(names)} in all"
 
 
 def _reader(csv_file: Iterable[str]) -> Iterator[list[str]]:
