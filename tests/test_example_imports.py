@@ -3,6 +3,7 @@ CSV kept in storage, and how a run reads it (a slice at a time) and sorts its ro
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Callable
@@ -153,6 +154,88 @@ def test_custom_fields_merge_and_empty_cells_never_erase(
     assert (ada.first_name, ada.last_name, ada.name) == ("Ada", "Lovelace, A.", "")
     assert ada.custom_fields == {"plan": "pro", "city": "London"}
     assert ada.status == Subscriber.Status.ACTIVE
+
+
+def many_mappings(count: int) -> list[dict[str, Any]]:
+    """``count`` mappings: the email, the three names and custom fields ``k4``, ``k5``..."""
+    standard = ["email", "name", "first_name", "last_name"][:count]
+    return [
+        *({"csv_column": f"C{i}", "field": {"type": kind}} for i, kind in enumerate(standard)),
+        *(
+            {"csv_column": f"C{i}", "field": {"type": "custom", "key": f"k{i}"}}
+            for i in range(len(standard), count)
+        ),
+    ]
+
+
+def many_columns_csv(columns: int, rows: list[int], version: str) -> str:
+    """Row ``n``: ``s<n>@example.com``, then ``<version>-<n>-<column>`` in every column."""
+    lines = [",".join(f"C{i}" for i in range(columns))]
+    lines += [
+        ",".join([f"s{n}@example.com", *(f"{version}-{n}-{i}" for i in range(1, columns))])
+        for n in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_most_mappings_allowed_import_and_update_every_field(
+    workspace_client: Callable[..., APIClient], upsert_path: str, settings: Any
+) -> None:
+    """Up to MAX_MAPPINGS (more than PostgreSQL's 100 arguments of jsonb_build_object, more
+    than SQLite's 127 of json_object): ranges of two rows, so that PostgreSQL writes them
+    each way (plain insert, split, upsert)."""
+    settings.EXAMPLE_SUBSCRIBER_IMPORT_BATCH_SIZE = 2
+    count = imports.MAX_MAPPINGS
+    api = workspace_client()
+    first = run_import(api, many_columns_csv(count, [0, 1, 2], "a"), many_mappings(count))
+    assert (first["result"]["created"], first["result"]["failed"]) == (3, 0)
+    second = run_import(api, many_columns_csv(count, [3, 0, 4, 5, 1, 6], "b"), many_mappings(count))
+    result = second["result"]
+    assert (result["created"], result["updated"], result["skipped"], result["failed"]) == (
+        4,
+        2,
+        0,
+        0,
+    )
+    version = {0: "b", 1: "b", 2: "a", 3: "b", 4: "b", 5: "b", 6: "b"}
+    listed = api.get("/v1/subscribers", {"page_size": 100}).json()["results"]
+    assert [s["email"] for s in listed] == [f"s{n}@example.com" for n in [0, 1, 2, 3, 4, 5, 6]]
+    for subscriber in listed:
+        n = int(subscriber["email"].removeprefix("s").split("@")[0])
+        value = f"{version[n]}-{n}"
+        assert (subscriber["name"], subscriber["first_name"], subscriber["last_name"]) == (
+            f"{value}-1",
+            f"{value}-2",
+            f"{value}-3",
+        )
+        assert subscriber["custom_fields"] == {f"k{i}": f"{value}-{i}" for i in range(4, count)}
+    exported = [f"custom:k{i}" for i in range(count - 49, count)]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        job = api.post(
+            "/v1/jobs/subscriber-exports", {"fields": ["email", *exported]}, format="json"
+        ).json()
+    file = api.get(api.get(f"/v1/jobs/subscriber-exports/{job['id']}").json()["result"]["url"])
+    rows = list(csv.reader(io.StringIO(b"".join(file.streaming_content).decode(), newline="")))
+    assert rows[0] == ["email", *exported]
+    assert rows[1:] == [
+        [f"s{n}@example.com", *(f"{version[n]}-{n}-{i}" for i in range(count - 49, count))]
+        for n in range(7)
+    ]
+
+
+def test_one_mapping_over_the_limit_is_a_400_problem_at_creation(
+    workspace_client: Callable[..., APIClient],
+) -> None:
+    count = imports.MAX_MAPPINGS + 1
+    answer = create_import(
+        workspace_client(), many_columns_csv(count, [0], "a"), many_mappings(count)
+    )
+    assert answer.status_code == 400
+    assert answer["Content-Type"] == "application/problem+json"
+    errors = answer.json()["errors"]
+    assert list(errors) == ["mappings"]
+    assert f"no more than {imports.MAX_MAPPINGS}" in json.dumps(errors)
+    assert not Job.objects.exists()
 
 
 def test_running_the_same_job_twice_creates_no_duplicates(

@@ -49,6 +49,7 @@ from .models import Subscriber
 __all__ = ["CsvProblem", "ImportPlan", "check_csv", "import_subscribers"]
 
 FIELD_TYPES = ("email", "name", "first_name", "last_name", "custom")
+MAX_MAPPINGS = 100  # mapped columns per import (each is a column of the import's stage)
 # Longest value per stored field: longer cells are row errors, not truncated data.
 MAX_LENGTHS = {"email": 254, "name": 255, "first_name": 150, "last_name": 150, "custom": 1000}
 MAX_REPORTED_RAGGED_ROWS = 5
@@ -111,8 +112,7 @@ class ImportPlan:
             kind = mapping["field"]["type"]
             if column not in index:
                 raise CsvProblem(
-                    f"Mapped column {column!r} is not in the CSV header (columns: "
-                    f"{_some(named)})."
+                    f"Mapped column {column!r} is not in the CSV header (columns: {_some(named)})."
                 )
             target = f"custom:{mapping['field']['key']}" if kind == "custom" else kind
             if target in targets:

@@ -6,7 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from .exports import CUSTOM_PREFIX, DEFAULT_FIELDS, STANDARD_FIELDS
-from .imports import FIELD_TYPES, CsvProblem, check_csv
+from .imports import FIELD_TYPES, MAX_MAPPINGS, CsvProblem, check_csv
 from .models import Subscriber
 
 __all__ = [
@@ -85,7 +85,12 @@ class SubscriberImportSerializer(serializers.Serializer[Any]):
     """
 
     csv_text = serializers.CharField(trim_whitespace=False)
-    mappings = MappingSerializer(many=True, allow_empty=False)
+    mappings: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=MappingSerializer(),
+        allow_empty=False,
+        max_length=MAX_MAPPINGS,
+        help_text=f"Which CSV column feeds which field; at most {MAX_MAPPINGS}.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Check the whole CSV now; ``csv_rows`` is its row count, for the job's progress."""
