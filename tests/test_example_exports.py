@@ -132,6 +132,40 @@ def test_fields_and_filters_select_columns_and_rows(
     assert download(api, result["url"]) == [["custom:plan", "email", "custom:missing"], *expected]
 
 
+NUMERIC_KEYS = ["0", "7", "1_000", "01", "1.5", "1e3", "00"]
+
+
+def test_numeric_custom_keys_export_their_values(
+    workspace_client: Callable[..., APIClient], export_path: str
+) -> None:
+    """Keys that read as numbers are still object keys, never array indexes (Django's
+    KeyTextTransform takes "0" and "1_000" for indexes, so they exported as empty cells)."""
+    api = workspace_client("acme")
+    mappings = [
+        {"csv_column": "Email", "field": {"type": "email"}},
+        *(
+            {"csv_column": f"K{key}", "field": {"type": "custom", "key": key}}
+            for key in NUMERIC_KEYS
+        ),
+    ]
+    header = ",".join(["Email", *(f"K{key}" for key in NUMERIC_KEYS)])
+    rows = [f"n{n}@example.com," + ",".join(f"{key}:{n}" for key in NUMERIC_KEYS) for n in range(3)]
+    body = {"csv_text": "\n".join([header, *rows]) + "\n", "mappings": mappings}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        created = api.post("/v1/jobs/subscriber-imports", body, format="json")
+    assert api.get(created["Location"]).json()["status"] == "succeeded"
+    listed = api.get("/v1/subscribers").json()["results"]
+    assert [s["custom_fields"] for s in listed] == [
+        {key: f"{key}:{n}" for key in NUMERIC_KEYS} for n in range(3)
+    ]
+    fields = ["email", *(f"custom:{key}" for key in NUMERIC_KEYS)]
+    result = run_export(api, {"fields": fields})["result"]
+    assert download(api, result["url"]) == [
+        fields,
+        *([f"n{n}@example.com", *(f"{key}:{n}" for key in NUMERIC_KEYS)] for n in range(3)),
+    ]
+
+
 def test_an_empty_selection_is_a_header_only_file(
     workspace_client: Callable[..., APIClient], export_path: str
 ) -> None:

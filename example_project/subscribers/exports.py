@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import selectors
@@ -149,6 +150,19 @@ class IsoTimestamp(Func):
         return text, (*params, *params)
 
 
+class CustomFieldText(KeyTextTransform):
+    """A custom field's value as text. Its key is always an object key: Django's own transform
+    takes a key that reads as an integer (``"0"``, ``"1_000"``) for an array index."""
+
+    def _get_json_path(self, connection: Any, key_transforms: list[str] | None) -> str:
+        """The JSON path of SQLite (and MySQL, Oracle): every key quoted, ``$."0"``."""
+        return "$" + "".join(f".{json.dumps(key)}" for key in key_transforms or ())
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        lhs, params, keys = self.preprocess_lhs(compiler, connection)
+        return f"({lhs} #>> %s::text[])", (*params, keys)
+
+
 def _columns(subscribers: QuerySet[Subscriber], fields: Sequence[str]) -> QuerySet[Subscriber, Any]:
     """``values_list`` of the fields: custom keys as text, timestamps as ISO 8601 where the
     database can format them (``formatted_in_sql``)."""
@@ -157,7 +171,7 @@ def _columns(subscribers: QuerySet[Subscriber], fields: Sequence[str]) -> QueryS
     for position, name in enumerate(fields):
         alias = f"export_column_{position}"
         if name.startswith(CUSTOM_PREFIX):
-            annotations[alias] = KeyTextTransform(name.removeprefix(CUSTOM_PREFIX), "custom_fields")
+            annotations[alias] = CustomFieldText(name.removeprefix(CUSTOM_PREFIX), "custom_fields")
         elif name in TIMESTAMPS and formatted_in_sql():
             annotations[alias] = IsoTimestamp(F(name))
         else:
