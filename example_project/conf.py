@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBSCRIBER_EXPORT_PROGRESS_EVERY": 100000,
     # On PostgreSQL, let the server write the CSV (COPY ... TO STDOUT).
     "SUBSCRIBER_EXPORT_USE_COPY": True,
+    # Exports put OWASP's leading ' before a cell that would start a formula in a spreadsheet
+    # (=, +, -, @, tab, CR), and before the quotes of a cell neutralised already.
+    "SUBSCRIBER_EXPORT_NEUTRALISE_FORMULAS": True,
     # Storage alias (settings.STORAGES) that holds export files.
     "SUBSCRIBER_EXPORT_STORAGE": "default",
     # Prefix for the download URL in an export's result, e.g. "https://api.example.com".

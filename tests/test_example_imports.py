@@ -238,6 +238,48 @@ def test_one_mapping_over_the_limit_is_a_400_problem_at_creation(
     assert not Job.objects.exists()
 
 
+def test_trimming_never_uncovers_a_formula_and_a_quote_prefix_is_read_as_one(
+    workspace_client: Callable[..., APIClient], upsert_path: str
+) -> None:
+    """Cells are trimmed, except leading whitespace that hides a formula (``\\t=1+1`` stays,
+    never becomes ``=1+1``); a leading ' before a formula is a spreadsheet's quote prefix, not
+    data (what the export adds: docs/jobs.md). An email is always trimmed."""
+    cells = {
+        "\t=1+1": "\t=1+1",
+        " =1+1 ": " =1+1",
+        "\t\t-2": "\t\t-2",
+        "  +44 20 7946 0000": "  +44 20 7946 0000",
+        "'=1+1": "=1+1",
+        "''@x": "'@x",
+        "'\t=1+1": "\t=1+1",
+        " '-1 ": "-1",
+        "'plain": "'plain",
+        "' =1": "' =1",
+        "  plain  ": "plain",
+        "-1": "-1",
+        "a=b ": "a=b",
+    }
+    emails = [" '+quoted@example.com", "\t=tab@example.com ", "  -space@example.com"]
+    rows = [
+        [f"row{i}@example.com" if i >= len(emails) else emails[i], cell, cell]
+        for i, cell in enumerate(cells)
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([["Email", "Name", "Note"], *rows])
+    mappings = [
+        *MAPPINGS,
+        {"csv_column": "Note", "field": {"type": "custom", "key": "note"}},
+    ]
+    result = run_import(workspace_client(), buffer.getvalue(), mappings)["result"]
+    assert (result["created"], result["failed"]) == (len(cells), 0)
+    stored = {s.email: (s.name, s.custom_fields["note"]) for s in Subscriber.objects.all()}
+    expected_emails = ["+quoted@example.com", "=tab@example.com", "-space@example.com"]
+    assert stored == {
+        (expected_emails[i] if i < len(emails) else f"row{i}@example.com"): (value, value)
+        for i, value in enumerate(cells.values())
+    }
+
+
 def test_running_the_same_job_twice_creates_no_duplicates(
     workspace_client: Callable[..., APIClient], upsert_path: str, no_jobs_run: None
 ) -> None:

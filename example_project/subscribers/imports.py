@@ -317,7 +317,7 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
             else:
                 rejected.append((number, BLANK if _blank(row) else RAGGED, len(row)))
         numbers, rows = [n for n, _ in kept], [row for _, row in kept]
-    emails = list(map(str.lower, map(str.strip, map(itemgetter(plan.email[0]), rows))))
+    emails = list(map(str.lower, _cells(rows, plan.email[0], emails=True)))
     dropped = set()
     for i in _not_plain(emails):
         problem = _email_problem(emails[i])
@@ -329,9 +329,7 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
         numbers = [numbers[i] for i in keep]
         emails = [emails[i] for i in keep]
         rows = [rows[i] for i in keep]
-    values = [
-        list(map(str.strip, map(itemgetter(value.column_index), rows))) for value in plan.values
-    ]
+    values = [_cells(rows, value.column_index) for value in plan.values]
     too_long: list[int | None] | None = None
     for position, (value, cells) in enumerate(zip(plan.values, values, strict=True)):
         if cells and max(map(len, cells)) > value.limit:
@@ -340,6 +338,39 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
                 if len(cell) > value.limit:
                     too_long[i] = TOO_LONG + position  # the last column wins, as it always did
     return Chunk(end, numbers, emails, values, too_long, rejected)
+
+
+# A cell that starts with one of these would start a formula in a spreadsheet (OWASP): the
+# export neutralises it with a leading ' (exports.FormulaSafe), which the import reads back as
+# a quote prefix, as a spreadsheet does.
+FORMULA_STARTS = "=+-@\t\r"
+_TRIMMED_FORMULA_OR_QUOTE = re.compile(r"\x00['=+\-@]")
+_QUOTE_PREFIXED = re.compile(rf"'+[{re.escape(FORMULA_STARTS)}]")
+
+
+def _cells(rows: list[list[str]], index: int, *, emails: bool = False) -> list[str]:
+    """Column ``index``'s cells, trimmed, as a spreadsheet reads them: a leading ' before a
+    formula is a quote prefix, not data; leading whitespace that hides a formula is kept
+    (``\\t=1+1`` never becomes ``=1+1``), except in an email, never part of an address.
+
+    Almost no column has a cell starting with one of ``'=+-@`` once trimmed: one search over
+    the whole column finds that out; the others are read cell by cell.
+    """
+    cells = list(map(str.strip, map(itemgetter(index), rows)))
+    if not _TRIMMED_FORMULA_OR_QUOTE.search("\x00" + "\x00".join(cells)):
+        return cells
+    return [
+        _cell(raw, cell, emails)
+        for raw, cell in zip(map(itemgetter(index), rows), cells, strict=True)
+    ]
+
+
+def _cell(raw: str, cell: str, email: bool) -> str:
+    if _QUOTE_PREFIXED.match(cell):
+        return cell[1:]
+    if not email and cell[:1] in FORMULA_STARTS and cell[:1] != raw[:1]:
+        return raw.rstrip()
+    return cell
 
 
 def _blank(row: list[str]) -> bool:
