@@ -11,6 +11,8 @@ __all__ = ["DEFAULTS", "setting"]
 DEFAULTS: dict[str, Any] = {
     # Largest csv_text accepted by a subscriber import (UTF-8 bytes).
     "SUBSCRIBER_IMPORT_MAX_BYTES": 20 * 1024 * 1024,
+    # Most columns a subscriber import's CSV header may have.
+    "SUBSCRIBER_IMPORT_MAX_COLUMNS": 1000,
     # Rows per upsert transaction (progress moves after each).
     "SUBSCRIBER_IMPORT_BATCH_SIZE": 50000,
     # On PostgreSQL, connections an import upserts over at once (rows dealt by email; outside
@@ -27,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBSCRIBER_EXPORT_PROGRESS_EVERY": 100000,
     # On PostgreSQL, let the server write the CSV (COPY ... TO STDOUT).
     "SUBSCRIBER_EXPORT_USE_COPY": True,
+    # Exports put OWASP's leading ' before a cell that would start a formula in a spreadsheet
+    # (=, +, -, @, tab, CR), and before the quotes of a cell neutralised already.
+    "SUBSCRIBER_EXPORT_NEUTRALISE_FORMULAS": True,
     # Storage alias (settings.STORAGES) that holds export files.
     "SUBSCRIBER_EXPORT_STORAGE": "default",
     # Prefix for the download URL in an export's result, e.g. "https://api.example.com".

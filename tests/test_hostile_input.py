@@ -7,6 +7,7 @@ to gunicorn, which refuses some malformed heads itself before the application se
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Callable
@@ -212,6 +213,75 @@ def test_hostile_keys_are_400_problems_and_never_echoed(
     assert not response.has_header("X-Injected")
     assert all(key not in str(value) for _, value in response.items())
     nothing_happened("database")
+
+
+# NUL and other control bytes where the database would see them ----------------------------
+
+CONTROL_BYTES = ["\x00", "a\x00b", "\x01", "\x1f", "\x7f", "\r\n", "\t"]
+ENDPOINTS = [
+    ("get", "/v1/subscribers"),
+    ("post", IMPORT_URL),
+    ("get", f"{IMPORT_URL}/00000000-0000-0000-0000-000000000000"),
+    ("get", "/v1/jobs/subscriber-exports/00000000-0000-0000-0000-000000000000/file"),
+    ("post", LETTERS),
+    ("get", "/api/v1/letters/get/1"),
+]
+
+
+def basic_credentials(user: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:".encode()).decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method, path", ENDPOINTS, ids=[f"{m}-{p}" for m, p in ENDPOINTS])
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        *(basic_credentials(f"mrk_{c}_secret") for c in CONTROL_BYTES),
+        basic_credentials("mrk_abc_sec\x00ret"),
+        basic_credentials("\x00"),
+        "Bearer mrk_a\x00b_c",
+        "Bearer mrk_a\x01b_c",
+    ],
+    ids=[
+        *(f"basic-prefix-{c!r}" for c in CONTROL_BYTES),
+        "basic-secret",
+        "basic-nul",
+        "bearer-nul",
+        "bearer-control",
+    ],
+)
+def test_control_bytes_in_an_api_key_are_401_problems(
+    method: str, path: str, credentials: str
+) -> None:
+    """The key's prefix is looked up in the database: PostgreSQL refuses text with a NUL (a
+    500 unless the key is refused first). A key is visible ASCII, like every issued one."""
+    client = APIClient(raise_request_exception=False)
+    answer = getattr(client, method)(path, HTTP_AUTHORIZATION=credentials)
+    problem(answer, 401, "invalid_api_key")
+    nothing_happened("database")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["email", "status"])
+@pytest.mark.parametrize("value", [*CONTROL_BYTES, "ada\x00@example.com"])
+def test_control_bytes_in_the_subscriber_filters_are_400_problems_or_match_nothing(
+    api: APIClient, name: str, value: str
+) -> None:
+    """A NUL never reaches the database (400); other control bytes match no subscriber."""
+    answer = api.get("/v1/subscribers", {name: value})
+    if "\x00" in value or name == "status":
+        body = problem(answer, 400, "invalid")
+        assert name in body["errors"], body
+    else:
+        assert answer.status_code == 200, answer.content[:300]
+        assert answer.json()["count"] == 0
+
+
+@pytest.mark.django_db
+def test_an_unknown_subscriber_status_is_a_400_problem_naming_the_choices(api: APIClient) -> None:
+    body = problem(api.get("/v1/subscribers", {"status": "gone"}), 400, "invalid")
+    assert "active" in str(body["errors"]["status"])
 
 
 # Over HTTP, to gunicorn ---------------------------------------------------------------------

@@ -3,6 +3,8 @@
 * The subscriber import's CSV handling: any text is refused cleanly or counted, any CSV a CSV
   writer produces round-trips cell for cell (both upsert paths), row accounting is exact, and
   every address the fast email check lets through is one Django's validator accepts.
+* Exports: no cell starts a formula, and any value the import can store comes back from
+  importing its export unchanged.
 * Request identity: different bodies never share a fingerprint, and a reused key with a
   different import body is a 422 that runs nothing. (Key parsing and JSON fingerprints have
   their own properties in tests/test_keys.py and tests/test_fingerprint.py.)
@@ -27,6 +29,11 @@ from hypothesis import strategies as st
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
+from example_project.subscribers.exports import (
+    export_file_name,
+    export_storage,
+    export_subscribers,
+)
 from example_project.subscribers.imports import (
     PLAIN_ADDRESS,
     PLAIN_EMAIL,
@@ -73,6 +80,17 @@ class NoProgress:
 
 def normal(email: str) -> str:
     return email.strip().lower()
+
+
+def as_imported(cell: str) -> str:
+    """A cell as docs/jobs.md says the import stores it: trimmed, unless trimming would make
+    it start a formula; a quote prefix before a formula dropped."""
+    trimmed = cell.strip()
+    if re.match(r"'+[=+\-@\t\r]", trimmed):
+        return trimmed[1:]
+    if trimmed[:1] in {"=", "+", "-", "@"} and cell != cell.lstrip():
+        return cell.rstrip()
+    return trimmed
 
 
 def run_import(workspace: Workspace, text: str) -> dict[str, Any]:
@@ -140,7 +158,7 @@ def test_any_csv_from_a_csv_writer_imports_every_cell_once(
         transaction.set_rollback(True)
 
     assert (first["rows"], first["created"], first["failed"]) == (len(rows), len(rows), 0)
-    assert stored == {normal(e): name.strip() for e, name, _ in rows}
+    assert stored == {normal(e): as_imported(name) for e, name, _ in rows}
     assert (again["created"], again["updated"], again["skipped"]) == (0, 0, len(rows))
     assert count == len(rows)
 
@@ -175,6 +193,41 @@ def test_row_accounting_is_exact_for_messy_csv(
     assert emails == {normal(e) for e, _ in rows if valid_email(normal(e))}
     assert result["created"] == len(emails)
     assert all(2 <= error["row"] <= len(rows) + 1 for error in result["errors"])
+
+
+FORMULA_ISH = st.text(alphabet="'=+-@\t\r a1\"", max_size=8)
+
+
+@pytest.mark.django_db
+@given(names=st.lists(st.one_of(FORMULA_ISH, NAMES).filter(lambda v: as_imported(v) == v)))
+@DB_EXAMPLES
+def test_an_export_is_safe_in_a_spreadsheet_and_imports_back_as_it_was(
+    names: list[str], settings: Any, tmp_path: Path
+) -> None:
+    """Every value the import can store: no exported cell starts a formula, and importing the
+    file stores the very same value (the COPY path on PostgreSQL, the portable one on SQLite)."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    with transaction.atomic():
+        source = Workspace.objects.create(name="formulas")
+        Subscriber.objects.bulk_create(
+            Subscriber(workspace=source, email=f"s{i}@example.com", name=name)
+            for i, name in enumerate(names)
+        )
+        job_id = uuid.uuid4()
+        export_subscribers(source.pk, job_id, ["email", "name"], {}, NoProgress())
+        with export_storage().open(export_file_name(job_id), "rb") as exported:
+            text = exported.read().decode()
+        cells = [row[1] for row in csv.reader(io.StringIO(text, newline=""))][1:]
+        target = Workspace.objects.create(name="copy")
+        mappings = [
+            {"csv_column": "email", "field": {"type": "email"}},
+            {"csv_column": "name", "field": {"type": "name"}},
+        ]
+        import_subscribers(target.pk, io.StringIO(text, newline=""), mappings, NoProgress())
+        stored = dict(Subscriber.objects.filter(workspace=target).values_list("email", "name"))
+        transaction.set_rollback(True)
+    assert not [cell for cell in cells if cell[:1] in {"=", "+", "-", "@", "\t", "\r"}]
+    assert stored == {f"s{i}@example.com": name for i, name in enumerate(names)}
 
 
 # Identity -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import selectors
@@ -31,6 +32,7 @@ from django.utils.dateparse import parse_datetime
 
 from example_project.conf import setting
 
+from .imports import FORMULA_STARTS
 from .models import Subscriber
 
 __all__ = [
@@ -48,6 +50,7 @@ STANDARD_FIELDS = ("email", "name", "first_name", "last_name", "status", "create
 DEFAULT_FIELDS = ("email", "name", "first_name", "last_name", "status", "created_at")
 CUSTOM_PREFIX = "custom:"
 TIMESTAMPS = frozenset({"created_at", "updated_at"})
+TEXT_FIELDS = frozenset({"email", "name", "first_name", "last_name"})
 WRITE_BUFFER = 1024 * 1024  # bytes: the file is written in large pieces, never row by row
 
 
@@ -149,15 +152,63 @@ class IsoTimestamp(Func):
         return text, (*params, *params)
 
 
+class CustomFieldText(KeyTextTransform):
+    """A custom field's value as text. Its key is always an object key: Django's own transform
+    takes a key that reads as an integer (``"0"``, ``"1_000"``) for an array index."""
+
+    def _get_json_path(self, connection: Any, key_transforms: list[str] | None) -> str:
+        """The JSON path of SQLite (and MySQL, Oracle): every key quoted, ``$."0"``."""
+        return "$" + "".join(f".{json.dumps(key)}" for key in key_transforms or ())
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        lhs, params, keys = self.preprocess_lhs(compiler, connection)
+        return f"({lhs} #>> %s::text[])", (*params, keys)
+
+
+class FormulaSafe(Func):
+    """Text that a spreadsheet shows as text (SPEC §6): OWASP's leading ``'`` before a value
+    that would start a formula (``=``, ``+``, ``-``, ``@``, tab, CR), and before the quotes of
+    one neutralised already (``'=1`` exports as ``''=1``), so that the import, which reads a
+    leading ``'`` before a formula as a quote prefix, gets every value back. Decided in SQL on
+    the first character's code: no Python per row on either export path."""
+
+    output_field = CharField()
+    codes = ", ".join(str(ord(start)) for start in FORMULA_STARTS)
+
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> Any:
+        return self._case(compiler, "ascii")
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self._case(compiler, "unicode")
+
+    def _case(self, compiler: Any, first: str) -> tuple[str, tuple[Any, ...]]:
+        """Letters and most other characters come after every one of these (code 65 and up):
+        one comparison settles almost every value."""
+        value, params = compiler.compile(self.source_expressions[0])
+        quote = "''''"
+        sql = (
+            f"CASE WHEN {first}({value}) >= 65 THEN {value} "
+            f"WHEN {first}({value}) IN ({self.codes}) OR {first}({value}) = 39 "
+            f"AND {first}(ltrim({value}, {quote})) IN ({self.codes}) "
+            f"THEN {quote} || {value} ELSE {value} END"
+        )
+        return sql, tuple(params) * 7
+
+
 def _columns(subscribers: QuerySet[Subscriber], fields: Sequence[str]) -> QuerySet[Subscriber, Any]:
     """``values_list`` of the fields: custom keys as text, timestamps as ISO 8601 where the
-    database can format them (``formatted_in_sql``)."""
+    database can format them (``formatted_in_sql``), text neutralised (``FormulaSafe``) unless
+    ``SUBSCRIBER_EXPORT_NEUTRALISE_FORMULAS`` is off."""
     annotations: dict[str, Any] = {}
     names: list[str] = []
+    neutralise = setting("SUBSCRIBER_EXPORT_NEUTRALISE_FORMULAS")
     for position, name in enumerate(fields):
         alias = f"export_column_{position}"
         if name.startswith(CUSTOM_PREFIX):
-            annotations[alias] = KeyTextTransform(name.removeprefix(CUSTOM_PREFIX), "custom_fields")
+            value = CustomFieldText(name.removeprefix(CUSTOM_PREFIX), "custom_fields")
+            annotations[alias] = FormulaSafe(value) if neutralise else value
+        elif name in TEXT_FIELDS and neutralise:
+            annotations[alias] = FormulaSafe(F(name))
         elif name in TIMESTAMPS and formatted_in_sql():
             annotations[alias] = IsoTimestamp(F(name))
         else:

@@ -16,6 +16,7 @@ largest before it (AUTOINCREMENT ids only grow, and SQLite has one writer at a t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterable, Iterator
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 # A row's ``problem``; NULL: none. The row errors are the positive ones.
 BLANK = 0
 RAGGED, EMAIL_EMPTY, EMAIL_TOO_LONG, EMAIL_INVALID = 1, 2, 3, 4
+PAIRS_PER_OBJECT = 50  # custom fields per call building their JSON (see Stage.insert)
 TOO_LONG = 10  # + the position in ``ImportPlan.values`` of the (last) cell that is too long
 
 NAME = "subscriber_import_stage"
@@ -180,6 +182,7 @@ class Stage:
         self,
         custom: str,
         no_custom: str,
+        merge: str,
         *,
         key_type: str = "",
         source: str = "",
@@ -188,10 +191,12 @@ class Stage:
     ) -> str:
         """``INSERT ... SELECT`` of the candidates of a range, for ``upsert`` to complete.
 
-        ``custom`` builds the custom fields' JSON object from ``{pairs}`` (``key, value, ...``,
+        ``custom`` builds a JSON object without NULLs from ``{pairs}`` (``key, value, ...``,
         keys as parameters cast to ``key_type``, NULL for an empty cell); ``no_custom`` when
-        none is mapped. ``source`` (the range's candidates as ``t``) and ``where`` replace
-        reading them from the stage.
+        none is mapped. A function takes at most 100 arguments on PostgreSQL (127 on SQLite):
+        past ``PAIRS_PER_OBJECT`` custom fields, objects of that many are joined with ``merge``
+        (``{0}`` and ``{1}``). ``source`` (the range's candidates as ``t``) and ``where``
+        replace reading them from the stage.
         """
         table, column = _names()
         mapped = self._mapped()
@@ -200,11 +205,15 @@ class Stage:
             for position, name in enumerate(self.values)
             if self.plan.values[position].field == "custom"
         ]
+        objects = [
+            custom.format(pairs=", ".join(part))
+            for part in itertools.batched(pairs, PAIRS_PER_OBJECT)
+        ]
         selected = [
             "%(workspace)s",
             "t.email",
             *(f"t.{mapped[name]}" if name in mapped else "''" for name in STANDARD),
-            custom.format(pairs=", ".join(pairs)) if pairs else no_custom,
+            functools.reduce(merge.format, objects) if objects else no_custom,
             "%(status)s",
             "%(now)s",
             "%(now)s",
@@ -314,6 +323,7 @@ class PostgresStage(Stage):
         return {
             "custom": "jsonb_strip_nulls(jsonb_build_object({pairs}))",
             "no_custom": "'{}'::jsonb",
+            "merge": "{0} || {1}",
             "key_type": "::text",
             "order": "ORDER BY t.email",
         }
@@ -394,7 +404,11 @@ class SqliteStage(Stage):
             )
         else:
             update = "DO NOTHING"
-        insert = self.insert(custom="json_patch('{{}}', json_object({pairs}))", no_custom="'{}'")
+        insert = self.insert(
+            custom="json_patch('{{}}', json_object({pairs}))",
+            no_custom="'{}'",
+            merge="json_patch({0}, {1})",
+        )
         return f"{insert} ON CONFLICT ({column['workspace']}, {column['email']}) {update}"
 
 

@@ -21,6 +21,7 @@ import functools
 import io
 import itertools
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -48,6 +49,7 @@ from .models import Subscriber
 __all__ = ["CsvProblem", "ImportPlan", "check_csv", "import_subscribers"]
 
 FIELD_TYPES = ("email", "name", "first_name", "last_name", "custom")
+MAX_MAPPINGS = 100  # mapped columns per import (each is a column of the import's stage)
 # Longest value per stored field: longer cells are row errors, not truncated data.
 MAX_LENGTHS = {"email": 254, "name": 255, "first_name": 150, "last_name": 150, "custom": 1000}
 MAX_REPORTED_RAGGED_ROWS = 5
@@ -97,7 +99,7 @@ class ImportPlan:
         if not any(columns):
             raise CsvProblem("csv_text has no header row.")
         named = [name for name in columns if name]
-        duplicates = sorted({name for name in named if named.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(named).items() if count > 1)
         if duplicates:
             raise CsvProblem(f"Duplicate column names in the header: {', '.join(duplicates)}.")
         index = {name: i for i, name in enumerate(columns) if name}
@@ -110,8 +112,7 @@ class ImportPlan:
             kind = mapping["field"]["type"]
             if column not in index:
                 raise CsvProblem(
-                    f"Mapped column {column!r} is not in the CSV header "
-                    f"(columns: {', '.join(named)})."
+                    f"Mapped column {column!r} is not in the CSV header (columns: {_some(named)})."
                 )
             target = f"custom:{mapping['field']['key']}" if kind == "custom" else kind
             if target in targets:
@@ -146,7 +147,10 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
         raise CsvProblem("csv_text contains a NUL character.")
     rows = _reader(io.StringIO(csv_text, newline=""))
     try:
-        plan = ImportPlan.build(next(rows, ()), mappings)
+        header = next(rows, [])
+        if len(header) > (most := setting("SUBSCRIBER_IMPORT_MAX_COLUMNS")):
+            raise CsvProblem(f"The CSV header has {len(header)} columns; the limit is {most}.")
+        plan = ImportPlan.build(header, mappings)
         ragged: list[int] = []
         ragged_count = 0
         number = 1
@@ -256,6 +260,13 @@ def _error(plan: ImportPlan, found: ErrorRow) -> dict[str, Any]:
     return {"row": row, "column": column, "message": message}
 
 
+def _some(names: list[str], shown: int = 10) -> str:
+    """The first few names, and how many there are if that is not all."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, … {len(names)} in all"
+
+
 def _reader(csv_file: Iterable[str]) -> Iterator[list[str]]:
     return csv.reader(csv_file, strict=True)
 
@@ -306,7 +317,7 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
             else:
                 rejected.append((number, BLANK if _blank(row) else RAGGED, len(row)))
         numbers, rows = [n for n, _ in kept], [row for _, row in kept]
-    emails = list(map(str.lower, map(str.strip, map(itemgetter(plan.email[0]), rows))))
+    emails = list(map(str.lower, _cells(rows, plan.email[0], emails=True)))
     dropped = set()
     for i in _not_plain(emails):
         problem = _email_problem(emails[i])
@@ -318,9 +329,7 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
         numbers = [numbers[i] for i in keep]
         emails = [emails[i] for i in keep]
         rows = [rows[i] for i in keep]
-    values = [
-        list(map(str.strip, map(itemgetter(value.column_index), rows))) for value in plan.values
-    ]
+    values = [_cells(rows, value.column_index) for value in plan.values]
     too_long: list[int | None] | None = None
     for position, (value, cells) in enumerate(zip(plan.values, values, strict=True)):
         if cells and max(map(len, cells)) > value.limit:
@@ -329,6 +338,39 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
                 if len(cell) > value.limit:
                     too_long[i] = TOO_LONG + position  # the last column wins, as it always did
     return Chunk(end, numbers, emails, values, too_long, rejected)
+
+
+# A cell that starts with one of these would start a formula in a spreadsheet (OWASP): the
+# export neutralises it with a leading ' (exports.FormulaSafe), which the import reads back as
+# a quote prefix, as a spreadsheet does.
+FORMULA_STARTS = "=+-@\t\r"
+_TRIMMED_FORMULA_OR_QUOTE = re.compile(r"\x00['=+\-@]")
+_QUOTE_PREFIXED = re.compile(rf"'+[{re.escape(FORMULA_STARTS)}]")
+
+
+def _cells(rows: list[list[str]], index: int, *, emails: bool = False) -> list[str]:
+    """Column ``index``'s cells, trimmed, as a spreadsheet reads them: a leading ' before a
+    formula is a quote prefix, not data; leading whitespace that hides a formula is kept
+    (``\\t=1+1`` never becomes ``=1+1``), except in an email, never part of an address.
+
+    Almost no column has a cell starting with one of ``'=+-@`` once trimmed: one search over
+    the whole column finds that out; the others are read cell by cell.
+    """
+    cells = list(map(str.strip, map(itemgetter(index), rows)))
+    if not _TRIMMED_FORMULA_OR_QUOTE.search("\x00" + "\x00".join(cells)):
+        return cells
+    return [
+        _cell(raw, cell, emails)
+        for raw, cell in zip(map(itemgetter(index), rows), cells, strict=True)
+    ]
+
+
+def _cell(raw: str, cell: str, email: bool) -> str:
+    if _QUOTE_PREFIXED.match(cell):
+        return cell[1:]
+    if not email and cell[:1] in FORMULA_STARTS and cell[:1] != raw[:1]:
+        return raw.rstrip()
+    return cell
 
 
 def _blank(row: list[str]) -> bool:

@@ -6,10 +6,15 @@ from typing import Any
 from rest_framework import serializers
 
 from .exports import CUSTOM_PREFIX, DEFAULT_FIELDS, STANDARD_FIELDS
-from .imports import FIELD_TYPES, CsvProblem, check_csv
+from .imports import FIELD_TYPES, MAX_MAPPINGS, CsvProblem, check_csv
 from .models import Subscriber
 
-__all__ = ["SubscriberExportSerializer", "SubscriberImportSerializer", "SubscriberSerializer"]
+__all__ = [
+    "SubscriberExportSerializer",
+    "SubscriberImportSerializer",
+    "SubscriberListFiltersSerializer",
+    "SubscriberSerializer",
+]
 
 CUSTOM_KEY_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z"
 CUSTOM_KEY = re.compile(CUSTOM_KEY_PATTERN)
@@ -30,6 +35,25 @@ class SubscriberSerializer(serializers.ModelSerializer[Subscriber]):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class SubscriberListFiltersSerializer(serializers.Serializer[Any]):
+    """The list's query parameters, checked before they reach the database (a NUL is a 400:
+    PostgreSQL refuses it in text); an empty one filters nothing."""
+
+    status = serializers.ChoiceField(
+        choices=Subscriber.Status.choices,
+        required=False,
+        allow_blank=True,
+        error_messages={
+            "invalid_choice": "Not a status: use one of "
+            + ", ".join(Subscriber.Status.values)
+            + "."
+        },
+    )
+    email = serializers.CharField(
+        required=False, allow_blank=True, help_text="Exact match, case and spaces ignored."
+    )
 
 
 class MappedFieldSerializer(serializers.Serializer[Any]):
@@ -61,7 +85,12 @@ class SubscriberImportSerializer(serializers.Serializer[Any]):
     """
 
     csv_text = serializers.CharField(trim_whitespace=False)
-    mappings = MappingSerializer(many=True, allow_empty=False)
+    mappings: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=MappingSerializer(),
+        allow_empty=False,
+        max_length=MAX_MAPPINGS,
+        help_text=f"Which CSV column feeds which field; at most {MAX_MAPPINGS}.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Check the whole CSV now; ``csv_rows`` is its row count, for the job's progress."""

@@ -26,6 +26,7 @@ from .models import Subscriber
 from .serializers import (
     SubscriberExportSerializer,
     SubscriberImportSerializer,
+    SubscriberListFiltersSerializer,
     SubscriberSerializer,
 )
 
@@ -43,6 +44,7 @@ class SubscriberPagination(PageNumberPagination):
     max_page_size = 1000
 
 
+@extend_schema_view(get=extend_schema(parameters=[SubscriberListFiltersSerializer]))
 class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
     """The workspace's subscribers, oldest first; ``?status=`` and ``?email=`` filter."""
 
@@ -51,7 +53,9 @@ class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         subscribers = Subscriber.objects.filter(workspace=self.workspace)
-        params = self.request.query_params
+        filters = SubscriberListFiltersSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
         if params.get("status"):
             subscribers = subscribers.filter(status=params["status"])
         if params.get("email"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import ClassVar
 
@@ -18,6 +19,9 @@ __all__ = ["KEY_PREFIX", "ApiKey", "Workspace"]
 
 KEY_PREFIX = "mrk_"
 SCOPE_PREFIX = "workspace:"
+# Every issued key is visible ASCII; anything else (a NUL, which PostgreSQL refuses in text, or
+# any other control byte) is refused before the lookup.
+KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[\x21-\x7e]+")
 
 
 class Workspace(models.Model):
@@ -52,7 +56,7 @@ class ApiKeyManager(models.Manager["ApiKey"]):
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is, else ``None``."""
-        if not secret.startswith(KEY_PREFIX):
+        if not KEY_SHAPE.fullmatch(secret):
             return None
         prefix, _, rest = secret.removeprefix(KEY_PREFIX).partition("_")
         if not rest:
