@@ -219,7 +219,7 @@ def test_redis_store_answering_nothing_is_503_and_runs_nothing(
     hung = server.post_import(secret, KEY, body, timeout=HUNG)
     assert_problem(hung, 503, "idempotency_store_unavailable")
     assert Job.objects.count() == 0
-    assert redis_client.keys("idempotency:*") == []
+    assert redis_records(redis_client) == []
 
     redis_proxy.down()
     redis_proxy.up()

@@ -230,7 +230,7 @@ def test_a_worker_that_loses_its_database_connections_mid_import_runs_it_again(
         recovered = run_manage(
             tmp_path,
             "recover_jobs",
-            env={**env, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0})},
+            env={**env, "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps({"JOB_STALE_AFTER": 0.001})},
         )
         assert "Re-enqueued 1 stale and 0 orphaned jobs" in recovered
         wait_for(
