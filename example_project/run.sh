@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the example service locally: migrate, print a fresh API key for workspace "demo" and a curl
-# line to try, then serve HTTP (gunicorn), work off jobs (db_worker, or rqworker with
-# TASKS_BACKEND=rq) and run job recovery, until Ctrl-C.
+# line to try, then serve HTTP (gunicorn), work off jobs (db_worker; rqworker with
+# TASKS_BACKEND=rq, a celery worker with TASKS_BACKEND=celery) and run job recovery, until Ctrl-C.
 #
 # Environment: PORT (8000), HOST (127.0.0.1), PYTHON, WEB_WORKERS (2), and everything
 # example_project/settings.py reads (DATABASE_URL, TASKS_BACKEND, IDEMPOTENCY_STORE, REDIS_URL…).
@@ -84,7 +84,12 @@ db)
 	pids+=($!)
 	;;
 rq)
+	# --job-class: without it every job fails ("'Task' object is not callable").
 	"$PYTHON" manage.py rqworker default --job-class django_tasks_rq.Job &
+	pids+=($!)
+	;;
+celery)
+	"$PYTHON" -m celery -A example_project worker --loglevel WARNING &
 	pids+=($!)
 	;;
 esac
