@@ -85,10 +85,21 @@ class Service:
             id="rq-worker-redis-keys",
             marks=pytest.mark.redis,
         ),
+        pytest.param(
+            {"TASKS_BACKEND": "celery", "IDEMPOTENCY_STORE": "database"},
+            id="celery-worker",
+            marks=[
+                pytest.mark.redis,
+                pytest.mark.skipif(
+                    "celery" not in settings.TASKS,
+                    reason="django-tasks-celery needs Django 6.0 or newer",
+                ),
+            ],
+        ),
     ]
 )
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    if request.param["TASKS_BACKEND"] == "rq":
+    if request.param["TASKS_BACKEND"] in ("rq", "celery"):
         flush_redis()
     for _attempt in range(3):
         port = free_port()
