@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the example service locally: migrate, print a fresh API key for workspace "demo" and a curl
-# line to try, then serve HTTP (gunicorn), work off jobs (db_worker, or rqworker with
-# TASKS_BACKEND=rq), run job recovery and delete orphaned import files (each started again
-# whenever it exits), until Ctrl-C.
+# line to try, then serve HTTP (gunicorn), work off jobs (db_worker; rqworker with
+# TASKS_BACKEND=rq, a celery worker with TASKS_BACKEND=celery), run job recovery and delete
+# orphaned import files (each started again whenever it exits), until Ctrl-C.
 #
 # Environment: PORT (8000), HOST (127.0.0.1), PYTHON, WEB_WORKERS (2), and everything
 # example_project/settings.py reads (DATABASE_URL, TASKS_BACKEND, IDEMPOTENCY_STORE, REDIS_URL…).
@@ -127,7 +127,12 @@ db)
 	pids+=($!)
 	;;
 rq)
+	# --job-class: without it every job fails ("'Task' object is not callable").
 	supervise rqworker "$PYTHON" manage.py rqworker default --job-class django_tasks_rq.Job &
+	pids+=($!)
+	;;
+celery)
+	supervise celery "$PYTHON" -m celery -A example_project worker --loglevel WARNING &
 	pids+=($!)
 	;;
 esac

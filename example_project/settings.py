@@ -2,9 +2,11 @@
 
 DATABASE_URL       default sqlite:///var/example.sqlite3 (in the repository)
 DATABASE_STATEMENT_TIMEOUT  PostgreSQL's statement_timeout, default 5s (0: none)
-REDIS_URL          optional; needed by IDEMPOTENCY_STORE=redis and TASKS_BACKEND=rq
+REDIS_URL          optional; needed by IDEMPOTENCY_STORE=redis and TASKS_BACKEND=rq or celery
 IDEMPOTENCY_STORE  database (default) | redis
-TASKS_BACKEND      db (default: django-tasks-db, run `manage.py db_worker`) | rq | immediate
+TASKS_BACKEND      db (default: django-tasks-db, run `manage.py db_worker`) | rq | celery
+                   (Django 6.0+, run `celery -A example_project worker`) | immediate
+CELERY_BROKER_URL  default REDIS_URL (e.g. amqp://guest:guest@127.0.0.1:5672// for RabbitMQ)
 MEDIA_ROOT         default var/media (export files)
 SECRET_KEY, DEBUG, ALLOWED_HOSTS, PUBLIC_BASE_URL
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -178,20 +181,34 @@ IDEMPOTENCY_JOBS: dict[str, Any] = {
     "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
 }
 
+# Django 6.0 and newer include the tasks framework (django.tasks); on Django 5.2 it is the
+# django-tasks backport (pip install "idempotency-jobs[compat]"), an app of its own.
+TASKS_MODULE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+if TASKS_MODULE == "django_tasks":
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_tasks")
+
 TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
 TASK_BACKENDS = {
     "db": "django_tasks_db.DatabaseBackend",
     "rq": "idempotency_jobs.rq.RQBackend",  # django-tasks-rq, adapted to django.tasks
-    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+    "celery": "django_tasks_celery.CeleryBackend",
+    "immediate": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend",
 }
 if TASKS_BACKEND not in TASK_BACKENDS:
     raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {', '.join(TASK_BACKENDS)}.")
-TASKS = {"default": {"BACKEND": TASK_BACKENDS[TASKS_BACKEND]}}
+TASKS: dict[str, Any] = {"default": {"BACKEND": TASK_BACKENDS[TASKS_BACKEND]}}
+if TASKS_BACKEND in ("rq", "celery") and not REDIS_URL:
+    raise ImproperlyConfigured(f"TASKS_BACKEND={TASKS_BACKEND} needs REDIS_URL.")
 if TASKS_BACKEND == "rq":
-    if not REDIS_URL:
-        raise ImproperlyConfigured("TASKS_BACKEND=rq needs REDIS_URL.")
     INSTALLED_APPS.append("django_rq")
     RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+if TASKS_BACKEND == "celery":
+    if TASKS_MODULE != "django.tasks":
+        raise ImproperlyConfigured("TASKS_BACKEND=celery needs Django 6.0 or newer.")
+    TASKS["default"]["OPTIONS"] = {"CELERY_APP": "example_project.celery.app"}
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+    CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_RESULT_EXTENDED = True  # django-tasks-celery's get_result() needs it
 
 EXAMPLE_PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
 

@@ -80,7 +80,7 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
 class JobAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "owner", "status", "attempts", "created_at", "finished_at"]
     list_filter = ["status", "kind"]
-    search_fields = ["id", "owner", "task_id"]
+    search_fields = ["id", "owner", "task_id", "idempotency_key"]
     exclude = ["worker_token"]
     date_hierarchy = "created_at"
     actions = ["retry_jobs", "cancel_jobs"]

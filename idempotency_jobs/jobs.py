@@ -216,7 +216,7 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
                 kind=self.job_kind.name,
                 owner=owner,
                 params=to_json(params.validated_data),
-                idempotency_key_id=getattr(claim, "record_id", None),
+                idempotency_key=getattr(claim, "key", ""),
             )
             enqueue_job(job)
         return job

@@ -4,9 +4,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router, transaction
-from django.db.models import F, Q, sql
+from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -38,10 +37,10 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
         return self.filter(old).exclude(live)
 
     def delete_batch(self, size: int) -> int:
-        """Delete up to ``size`` of these keys, and unlink their jobs, in one short transaction;
-        how many were deleted. Rows another transaction holds (a takeover of an expired key) are
-        skipped, not waited for while this batch holds its own: claims of those would queue up.
-        The DELETE re-checks this queryset's condition, so a key claimed again since stays.
+        """Delete up to ``size`` of these keys in one short transaction; how many were deleted.
+        Rows another transaction holds (a takeover of an expired key) are skipped, not waited
+        for while this batch holds its own: claims of those would queue up. The DELETE
+        re-checks this queryset's condition, so a key claimed again since stays.
         """
         using = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
         connection = connections[using]
@@ -64,76 +63,6 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
                         pks = pks.select_for_update(skip_locked=True)
                     batch = self.filter(pk__in=list(pks[:size]))
             return batch.delete()[0]
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        """Delete the keys and unlink their jobs, in one transaction.
-
-        ``Job.idempotency_key`` is no database constraint (its trigger, fired per deleted key,
-        made the purge slow), so this does its ``SET_NULL``, set-based. The DELETE carries this
-        queryset's own condition, which the database re-checks on each row it deletes: a
-        compare-and-delete such as the store's release (``pk`` and ``owner_token``) stays one,
-        where Django's collector would select the rows and then delete them by primary key.
-        """
-        if self.query.is_sliced:
-            raise TypeError("Cannot use 'limit' or 'offset' with delete().")
-        if self._fields is not None:  # type: ignore[attr-defined]
-            raise TypeError("Cannot call delete() after .values() or .values_list()")
-        using = self._db or router.db_for_write(self.model)  # type: ignore[attr-defined]
-        connection = connections[using]
-        query = self.query.clone()
-        query.__class__ = sql.DeleteQuery
-        try:
-            delete = query.get_compiler(using).as_sql()
-        except EmptyResultSet:  # e.g. pk__in=[]
-            return 0, {self.model._meta.label: 0}
-        with transaction.atomic(using=using, savepoint=False):
-            if connection.vendor == "postgresql":
-                count = _delete_and_unlink_postgresql(connection, *delete)
-            else:
-                count = self._delete_and_unlink(connection, *delete)
-        self._result_cache = None
-        return count, {self.model._meta.label: count}
-
-    def _delete_and_unlink(self, connection: Any, delete: str, params: Any) -> int:
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                cursor.execute(f"{delete} RETURNING {_names(connection)[0]}", params)
-                pks = [row[0] for row in cursor.fetchall()]
-        else:  # No DELETE ... RETURNING (MySQL): lock the rows, then delete exactly those.
-            pks = list(self.select_for_update().values_list("pk", flat=True))
-            self.filter(pk__in=pks)._raw_delete(connection.alias)
-        jobs = Job.objects.using(connection.alias)
-        size = connection.features.max_query_params or len(pks) or 1
-        for start in range(0, len(pks), size):
-            jobs.filter(idempotency_key__in=pks[start : start + size]).update(idempotency_key=None)
-        return len(pks)
-
-
-def _delete_and_unlink_postgresql(connection: Any, delete: str, params: Any) -> int:
-    """The deleted ids come back as one array literal and go back as it, not as a list of
-    numbers through Python. The jobs' UPDATE is a statement of its own, not a part of the
-    DELETE's: it then also sees a job committed while the DELETE ran."""
-    pk, jobs, link = _names(connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH deleted AS ({delete} RETURNING {pk}) "  # noqa: S608
-            f"SELECT count(*), array_agg({pk})::text FROM deleted",
-            params,
-        )
-        count, pks = cursor.fetchone()
-        if count:
-            cursor.execute(
-                f"UPDATE {jobs} SET {link} = NULL WHERE {link} = ANY(%s::bigint[])",  # noqa: S608
-                [pks],
-            )
-    return int(count)
-
-
-def _names(connection: Any) -> tuple[str, str, str]:
-    """Quoted: the key's primary key column, the job table, its column linking to the key."""
-    quote = connection.ops.quote_name
-    link = Job._meta.get_field("idempotency_key")
-    return quote(IdempotencyKey._meta.pk.column), quote(Job._meta.db_table), quote(link.column)
 
 
 class IdempotencyKey(models.Model):
@@ -253,14 +182,10 @@ class Job(models.Model):
     task_id = models.CharField(
         max_length=64, blank=True, help_text="The django.tasks result id of the last enqueue."
     )
-    idempotency_key = models.ForeignKey(
-        IdempotencyKey,
-        null=True,
+    idempotency_key = models.CharField(
+        max_length=1024,
         blank=True,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        related_name="jobs",
-        help_text="The key whose request created the job; cleared when the key is purged.",
+        help_text="The idempotency key of the request that created the job, if it had one.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     enqueued_at = models.DateTimeField(default=timezone.now)

@@ -13,13 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
-from django.tasks import Task, TaskResultStatus, task_backends
 from django.utils import timezone
 
 from .conf import idempotency_settings
 from .failures import close_broken_connections, interrupted_too_often, is_transient
 from .jobs import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
 from .models import Job
+from .tasks_compat import (
+    Task,
+    TaskResultStatus,
+    build_task,
+    reports_waiting,
+    same_status,
+    task_backends,
+)
 
 __all__ = ["execute_job", "run_job", "send_job", "task_is_waiting"]
 
@@ -33,14 +40,14 @@ CRASHED = {
 
 
 def _job_task(func: Callable[[str], str]) -> Task:
-    """``@task``, but always a ``django.tasks.Task``.
+    """``@task``, but always the framework's own ``Task`` (``tasks_compat.Task``).
 
-    ``django.tasks.task`` builds the backend's ``task_class``; django-tasks-rq's is the
+    ``@task`` builds the backend's ``task_class``; on Django 6 django-tasks-rq's is the
     ``django_tasks`` backport's ``Task``, which django-tasks-db rejects. Jobs stay portable
-    between backends by always being Django's own ``Task`` (which the RQ worker accepts).
+    between backends by always being the framework's ``Task`` (which the RQ worker accepts).
     """
-    return Task(
-        func=func,
+    return build_task(
+        func,
         backend=idempotency_settings.JOB_TASK_BACKEND,
         queue_name=idempotency_settings.JOB_QUEUE_NAME,
     )
@@ -70,13 +77,13 @@ def task_is_waiting(job: Job) -> bool:
     if not job.task_id:
         return False
     backend = task_backends[idempotency_settings.JOB_TASK_BACKEND]
-    if not backend.supports_get_result:
+    if not reports_waiting(backend):
         return False
     try:
         result = backend.get_result(job.task_id)
     except Exception:  # unknown or pruned result, broker down: treat as lost
         return False
-    return bool(result.status == TaskResultStatus.READY)
+    return same_status(result.status, TaskResultStatus.READY)
 
 
 def execute_job(job_id: str) -> str:

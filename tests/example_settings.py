@@ -8,6 +8,7 @@ IJ_TEST_KEYS_DATABASE_URL  a second database alias, ``keys``, as the key store
 IJ_TEST_IDEMPOTENCY_JOBS   JSON merged into IDEMPOTENCY_JOBS (e.g. a short LEASE)
 IJ_TEST_EXAMPLE            JSON of EXAMPLE_* settings (e.g. small import batches)
 IJ_TEST_RUN_PREFIX         the test run's Redis key prefix (tests/redis_scope.py)
+IJ_TEST_CELERY_PREFIX      with TASKS_BACKEND=celery, the prefix of every Redis key Celery makes
 """
 
 import json
@@ -37,3 +38,7 @@ IDEMPOTENCY_JOBS.update(json.loads(os.environ.get("IJ_TEST_IDEMPOTENCY_JOBS", "{
 
 for _name, _value in json.loads(os.environ.get("IJ_TEST_EXAMPLE", "{}")).items():
     globals()[f"EXAMPLE_{_name}"] = _value
+
+if os.environ.get("IJ_TEST_CELERY_PREFIX"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ["IJ_TEST_CELERY_PREFIX"]}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS

@@ -1,9 +1,12 @@
 """Test settings: SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL."""
 
 import os
+import secrets
 import tempfile
+from importlib.util import find_spec
 
 import dj_database_url
+import django
 
 # Every Redis key of this run starts with one prefix unique to the run (RQ's too): the suite
 # shares a Redis database without touching other keys in it. Before anything imports rq.
@@ -73,7 +76,11 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+# Django 5.2 has no django.tasks: the django-tasks backport (an app of its own) is the framework.
+TASKS_MODULE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+if TASKS_MODULE == "django_tasks":
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_tasks")
+TASKS = {"default": {"BACKEND": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"}}
 
 IDEMPOTENCY_JOBS: dict[str, object] = {"REDIS_KEY_PREFIX": STORE_PREFIX}
 
@@ -112,6 +119,20 @@ TASKS = {
     "rq-stock": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
 }
 RQ_QUEUES = {"ij-jobs-rq": {"URL": REDIS_URL}}
+if django.VERSION >= (6, 0) and find_spec("django_tasks_celery"):
+    # Celery (Django 6.0 and newer) on the suite's Redis, under names of this run's own (worker
+    # subprocesses inherit it), which the tests delete.
+    CELERY_RUN = os.environ.setdefault("IJ_TEST_CELERY_RUN", secrets.token_hex(4))
+    CELERY_QUEUE = f"ij-jobs-celery-{CELERY_RUN}"
+    TASKS["celery"] = {
+        "BACKEND": "django_tasks_celery.CeleryBackend",
+        "QUEUES": [CELERY_QUEUE],
+        "OPTIONS": {"CELERY_APP": "example_project.celery.app"},
+    }
+    CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_RESULT_EXTENDED = True
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"ij-test-celery-{CELERY_RUN}:"}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 if os.environ.get("IJ_JOBS_SETTINGS"):
     import json
 

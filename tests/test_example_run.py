@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.redis_scope import redis_server
 from tests.test_example_seeds import MAILRITH_BODY, STANNP_BODY, mailrith_post, stannp_post
@@ -85,10 +86,21 @@ class Service:
             id="rq-worker-redis-keys",
             marks=pytest.mark.redis,
         ),
+        pytest.param(
+            {"TASKS_BACKEND": "celery", "IDEMPOTENCY_STORE": "database"},
+            id="celery-worker",
+            marks=[
+                pytest.mark.redis,
+                pytest.mark.skipif(
+                    "celery" not in settings.TASKS,
+                    reason="django-tasks-celery needs Django 6.0 or newer",
+                ),
+            ],
+        ),
     ]
 )
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    if request.param["TASKS_BACKEND"] != "rq":
+    if request.param["TASKS_BACKEND"] not in ("rq", "celery"):
         yield from serve(tmp_path, request.param)
         return
     # run.sh's settings name their Redis keys themselves, with no per-run prefix: a Redis of

@@ -1,8 +1,10 @@
 """Jobs run by real worker processes: ``manage.py db_worker`` (django-tasks-db) on SQLite and
-PostgreSQL, ``manage.py rqworker`` on Redis, and a worker killed with SIGKILL mid-job."""
+PostgreSQL, ``manage.py rqworker`` and ``celery worker`` (Django 6.0 and newer) on Redis, and
+workers killed with SIGKILL mid-job."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -14,18 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import django.tasks
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
-from django.tasks import task_backends
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
+from idempotency_jobs import tasks_compat
 from idempotency_jobs.models import Job
 from idempotency_jobs.recovery import recover_jobs
 from idempotency_jobs.tasks import send_job
+from idempotency_jobs.tasks_compat import TaskResultStatus, same_status, task_backends
 from tests.helpers import configure
 from tests.testapp.models import Widget
 
@@ -49,6 +52,11 @@ def database_url() -> str:
 
 def manage(args: list[str], log: Path, **job_settings: Any) -> subprocess.Popen[bytes]:
     """Start ``manage.py <args>`` against the test database; output goes to ``log``."""
+    return start(["-m", "django", *args], log, **job_settings)
+
+
+def start(argv: list[str], log: Path, **job_settings: Any) -> subprocess.Popen[bytes]:
+    """Start ``python <argv>`` with the test settings and database; output goes to ``log``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -58,7 +66,7 @@ def manage(args: list[str], log: Path, **job_settings: Any) -> subprocess.Popen[
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "django", *args],
+            [sys.executable, *argv],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -246,7 +254,7 @@ def test_rq_worker_runs_a_job(
     assert Widget.objects.count() == 4
     if backend == "rq":
         result = task_backends[backend].get_result(Job.objects.get().task_id)
-        assert result.status == django.tasks.TaskResultStatus.SUCCESSFUL
+        assert same_status(result.status, TaskResultStatus.SUCCESSFUL)
         assert result.return_value == "succeeded"
 
 
@@ -254,9 +262,138 @@ def rq_example_task() -> None:
     """Module level, as tasks must be."""
 
 
-def test_the_rq_adapter_builds_djangos_own_tasks() -> None:
-    adapted = django.tasks.task(backend="rq", queue_name=RQ_QUEUE)(rq_example_task)
-    stock = django.tasks.task(backend="rq-stock", queue_name=RQ_QUEUE)(rq_example_task)
+def test_the_rq_adapter_builds_the_frameworks_own_tasks() -> None:
+    task = importlib.import_module(tasks_compat.MODULE).task
+    adapted = task(backend="rq", queue_name=RQ_QUEUE)(rq_example_task)
+    stock = task(backend="rq-stock", queue_name=RQ_QUEUE)(rq_example_task)
 
-    assert isinstance(adapted, django.tasks.Task)
-    assert not isinstance(stock, django.tasks.Task)  # the django_tasks backport's Task
+    assert type(adapted) is tasks_compat.Task
+    assert tasks_compat.is_task(adapted) and tasks_compat.is_task(stock)
+    # On Django 6 the stock backend builds the django_tasks backport's Task; on 5.2 that is
+    # the framework itself.
+    assert (type(stock) is tasks_compat.Task) is not tasks_compat.BUILTIN
+
+
+# --- Celery (django-tasks-celery: Django 6.0 and newer) -------------------------------------
+
+needs_celery = pytest.mark.skipif(
+    "celery" not in django_settings.TASKS,
+    reason="django-tasks-celery needs Django 6.0 or newer (and idempotency-jobs[celery])",
+)
+
+
+def celery_worker(log: Path, **job_settings: Any) -> subprocess.Popen[bytes]:
+    """A real ``celery worker`` (one process: SIGKILL leaves nothing behind) on this run's
+    queue, with the settings that make ``run_job`` a Celery task there."""
+    queue = django_settings.CELERY_QUEUE
+    argv = ["-m", "celery", "-A", "example_project", "worker", "--queues", queue, "--pool=solo"]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"]
+    job_settings = {"JOB_TASK_BACKEND": "celery", "JOB_QUEUE_NAME": queue, **job_settings}
+    return start(argv, log, **job_settings)
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()  # Celery's warm shutdown
+    try:
+        worker.wait(timeout=WAIT)
+    finally:
+        worker.kill()
+
+
+@pytest.fixture
+def celery_backend(settings: Any) -> Iterator[None]:
+    """Jobs go to Celery; afterwards every Redis key this run's Celery made is deleted (only
+    those: their names carry the run's own prefix)."""
+    import redis
+
+    configure(settings, JOB_TASK_BACKEND="celery", JOB_QUEUE_NAME=settings.CELERY_QUEUE)
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    for name in client.scan_iter(match=f"{prefix}*"):
+        client.delete(name)
+
+
+def celery_outcomes(*task_ids: str) -> list[str]:
+    backend = task_backends["celery"]
+    return sorted(str(backend.get_result(task_id).return_value) for task_id in task_ids)
+
+
+@needs_celery
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_celery_worker_runs_a_job(api: APIClient, log: Path, celery_backend: None) -> None:
+    response = create(api, {"names": ["a", "b", "c", "d"]}, key="celery-job-0001")
+    first = Job.objects.get().task_id
+    assert first
+
+    # Celery answers PENDING for any task id, a lost one too: recovery cannot tell a waiting
+    # task from a lost one and sends the job again, a duplicate the claim makes harmless.
+    report = recover_jobs(now=timezone.now() + timedelta(minutes=5))
+    assert report.requeued_stale == [str(Job.objects.get().pk)]
+    second = Job.objects.get().task_id
+    assert second and second != first
+
+    worker = celery_worker(log)
+    try:
+        wait_until(
+            lambda: Job.objects.get().status == Job.Status.SUCCEEDED, "the job to run", worker
+        )
+        results = task_backends["celery"]
+        wait_until(
+            lambda: all(
+                same_status(results.get_result(task).status, TaskResultStatus.SUCCESSFUL)
+                for task in (first, second)
+            ),
+            "both deliveries to finish",
+            worker,
+        )
+    finally:
+        stop(worker)
+
+    state = api.get(response["Location"], HTTP_X_USER="alice").json()
+    assert state["status"] == "succeeded", log.read_text()
+    assert state["result"] == {"created": 4, "updated": 0}
+    assert Job.objects.get().attempts == 1
+    assert Widget.objects.count() == 4
+    assert celery_outcomes(first, second) == ["skipped", "succeeded"]
+
+
+@needs_celery
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_killed_mid_job_is_recovered(
+    api: APIClient, log: Path, tmp_path: Path, celery_backend: None
+) -> None:
+    gate = tmp_path / "gate"
+    names = [f"w{i}" for i in range(10)]
+    response = create(api, {"names": names, "pause_at": 5, "gate": str(gate)}, key="celery-kill-1")
+    worker = celery_worker(log, JOB_HEARTBEAT_LEASE=2)
+    try:
+        wait_until(Path(f"{gate}.reached").exists, "the job to reach row 5", worker)
+        running = Job.objects.get()
+        assert running.status == Job.Status.RUNNING
+        assert running.progress == {"done": 5, "total": 10}
+        assert Widget.objects.count() == 5
+    finally:
+        worker.kill()  # SIGKILL: no cleanup of any kind
+        worker.wait(timeout=WAIT)
+
+    wait_until(lambda: recover_jobs(dry_run=True).requeued_orphaned, "the lease to run out")
+    assert _call("recover_jobs") == "Re-enqueued 0 stale and 1 orphaned jobs; failed 0 jobs.\n"
+    assert Job.objects.get().status == Job.Status.QUEUED
+
+    gate.touch()
+    worker = celery_worker(log)
+    try:
+        wait_until(lambda: Job.objects.get().is_finished, "the job to finish", worker)
+    finally:
+        stop(worker)
+
+    state = api.get(response["Location"], HTTP_X_USER="alice").json()
+    assert state["status"] == "succeeded", log.read_text()
+    assert state["result"] == {"created": 5, "updated": 5}
+    assert Widget.objects.count() == 10  # every row once, none twice
+    assert Job.objects.get().attempts == 2

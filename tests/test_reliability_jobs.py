@@ -1,5 +1,6 @@
 """SPEC §6 when a worker dies mid-import: SIGKILL in the middle of a subscriber import, then
-``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once. The same
+``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once; with
+each task backend's real worker (db_worker, rqworker, and on Django 6 a celery worker). The same
 when the worker lives but loses its database connections (a transient failure).
 
 The import is stopped at a known row without any test hook in its code: this test holds a
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -31,6 +34,7 @@ from tests.test_reliability_support import (
     MAPPINGS,
     ROOT,
     Service,
+    redis_url,
     run_manage,
     service,
     service_env,
@@ -53,10 +57,14 @@ KNOBS = {
     ),
 }
 WORKERS = {
-    "db": ["db_worker", "--no-startup-delay", "--interval", "0.1"],
-    "rq": ["rqworker", "default", "--job-class", "django_tasks_rq.Job"],
+    "db": ["-m", "django", "db_worker", "--no-startup-delay", "--interval", "0.1"],
+    "rq": ["-m", "django", "rqworker", "default", "--job-class", "django_tasks_rq.Job"],
+    "celery": [
+        *("-m", "celery", "-A", "example_project", "worker", "--pool=solo", "--loglevel=INFO"),
+        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ],
 }
-BURST = {"db": ["--batch"], "rq": ["--burst"]}
+BURST = {"db": ["--batch"], "rq": ["--burst"]}  # a celery worker has no such mode
 
 
 def email(n: int) -> str:
@@ -102,13 +110,66 @@ def waiting_on_a_lock() -> bool:
     return bool(count)
 
 
-@pytest.mark.parametrize("backend", ["db", pytest.param("rq", marks=pytest.mark.redis)])
+def start_worker(tmp_path: Path, backend: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *WORKERS[backend]],
+        cwd=ROOT,
+        env=service_env(tmp_path, **env),
+        stdout=(tmp_path / "worker.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def work_off(tmp_path: Path, backend: str, env: dict[str, str]) -> None:
+    """Run a worker until the job is done: to its end (db, rq), or stopped once the job is."""
+    if backend in BURST:
+        run_manage(tmp_path, *WORKERS[backend][2:], *BURST[backend], env=env)
+        return
+    worker = start_worker(tmp_path, backend, env)
+    try:
+        wait_for(lambda: Job.objects.get().is_finished, timeout=120, what="the job to finish")
+    finally:
+        stop_process(worker)
+
+
+@pytest.fixture
+def celery_env() -> Iterator[dict[str, str]]:
+    """Celery's Redis keys under a prefix of this test's own, deleted afterwards."""
+    import redis
+
+    prefix = f"ij-test-celery-{secrets.token_hex(4)}:"
+    yield {"IJ_TEST_CELERY_PREFIX": prefix}
+    client = redis.Redis.from_url(redis_url())
+    for name in client.scan_iter(match=f"{prefix}*"):
+        client.delete(name)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "db",
+        pytest.param("rq", marks=pytest.mark.redis),
+        pytest.param(
+            "celery",
+            marks=[
+                pytest.mark.redis,
+                pytest.mark.skipif(
+                    "celery" not in settings.TASKS,
+                    reason="django-tasks-celery needs Django 6.0 or newer",
+                ),
+            ],
+        ),
+    ],
+)
 def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
     service: Callable[..., Service], request: pytest.FixtureRequest, tmp_path: Path, backend: str
 ) -> None:
+    env = {**KNOBS, "TASKS_BACKEND": backend}
     if backend == "rq":
         request.getfixturevalue("redis_client")  # a clean queue
-    env = {**KNOBS, "TASKS_BACKEND": backend}
+    if backend == "celery":
+        env.update(request.getfixturevalue("celery_env"))
     server = service(**env)
     secret = workspace_secret("acme")
     workspace = Workspace.objects.get(name="acme")
@@ -123,14 +184,7 @@ def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
             "SELECT 1 FROM subscribers_subscriber WHERE email = %s FOR UPDATE",
             [email(BLOCKED_ROW)],
         )
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "django", *WORKERS[backend]],
-            cwd=ROOT,
-            env=service_env(tmp_path, **env),
-            stdout=(tmp_path / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        worker = start_worker(tmp_path, backend, env)
         try:
             wait_for(
                 lambda: (Job.objects.get().progress or {}).get("rows_processed") == 500,
@@ -160,7 +214,7 @@ def test_a_worker_killed_mid_import_is_recovered_and_every_row_lands_once(
     )
     recovered = run_manage(tmp_path, "recover_jobs", env=env)
     assert "Re-enqueued 0 stale and 1 orphaned jobs" in recovered
-    run_manage(tmp_path, *WORKERS[backend], *BURST[backend], env=env)
+    work_off(tmp_path, backend, env)
 
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, (job.error, (tmp_path / "worker.log").read_text())
