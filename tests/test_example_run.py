@@ -210,7 +210,9 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
     assert export.status == 202
     done = service.poll(export.headers["Location"])
     assert done["status"] == "succeeded" and done["result"]["row_count"] == 1
-    csv_file = http("GET", service.url + done["result"]["url"], headers=auth)
+    assert done["result"]["url"] == export.headers["Location"] + "/file"
+    assert done["result"]["url"].startswith(service.url + "/")
+    csv_file = http("GET", done["result"]["url"], headers=auth)
     assert csv_file.status == 200
     rows = list(csv.reader(io.StringIO(csv_file.body.decode())))
     assert rows[1][:2] == ["ada@example.com", "Ada Lovelace"]
