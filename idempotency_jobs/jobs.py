@@ -27,6 +27,7 @@ from .conf import idempotency_settings
 from .drf import IdempotencyMixin
 from .models import Job
 from .serializers import JobSerializer
+from .unknown_fields import unknown_fields
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -170,10 +171,12 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
     """``POST`` creates a job of ``job_kind`` (202 + ``Location``); ``GET {id}`` shows it.
 
     Subclasses set ``job_kind`` and, where jobs belong to something other than the caller's
-    idempotency scope (e.g. a workspace), override :meth:`get_job_owner`.
+    idempotency scope (e.g. a workspace), override :meth:`get_job_owner`. A body member the
+    kind's serializer does not read is a 400 naming it, unless ``allow_unknown_fields``.
     """
 
     job_kind: JobKind
+    allow_unknown_fields = False
     serializer_class = JobSerializer
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
@@ -195,9 +198,20 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
         kwargs.setdefault("context", self.get_serializer_context())
         return self.job_kind.serializer_class(*args, **kwargs)
 
+    def validate_params(self, params: serializers.Serializer[Any]) -> None:
+        """Raise a ``ValidationError`` naming every invalid and every unknown member at once:
+        a misspelt option silently dropped would run a different job than the one asked for."""
+        errors: dict[str, Any] = {}
+        if not self.allow_unknown_fields:
+            for name, taken in unknown_fields(params, params.initial_data).items():
+                message = f"Unknown field. Fields taken here: {', '.join(taken)}."
+                errors[name] = [exceptions.ErrorDetail(message, code="unknown_field")]
+        if not params.is_valid() or errors:
+            raise exceptions.ValidationError({**errors, **params.errors})
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         params = self.get_params_serializer(data=request.data)
-        params.is_valid(raise_exception=True)
+        self.validate_params(params)
         owner = self.get_job_owner(request)
         if owner is None:
             raise exceptions.NotAuthenticated()

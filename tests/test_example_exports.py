@@ -90,7 +90,8 @@ def test_export_csv_matches_the_workspace_subscribers(
     assert job["object"] == "subscriber_export_job"
     result = job["result"]
     assert result["row_count"] == 25
-    assert result["url"] == f"{URL}/{job['id']}/file"
+    # Absolute, like the job's Location: a client follows either as it is.
+    assert result["url"] == f"http://testserver{URL}/{job['id']}/file"
     assert result["fields"] == ["email", "name", "first_name", "last_name", "status", "created_at"]
     rows = download(api, result["url"])
     assert rows[0] == result["fields"]
@@ -288,6 +289,24 @@ def test_an_empty_selection_is_a_header_only_file(
     result = run_export(api, {"fields": ["email"]})["result"]
     assert result["row_count"] == 0
     assert download(api, result["url"]) == [["email"]]
+
+
+def test_the_download_url_is_absolute_like_the_location(
+    workspace_client: Callable[..., APIClient], settings: Any
+) -> None:
+    api = workspace_client("acme")
+    add_subscribers("acme", 1)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        created = api.post(URL, {}, format="json", HTTP_HOST="api.example.org")
+    job = api.get(created["Location"], HTTP_HOST="api.example.org").json()
+
+    assert created["Location"] == f"http://api.example.org{URL}/{job['id']}"
+    assert job["result"]["url"] == created["Location"] + "/file"
+    assert api.get(created["Location"]).json()["result"]["url"].startswith("http://testserver/")
+
+    settings.EXAMPLE_PUBLIC_BASE_URL = "https://downloads.example.org"
+    again = run_export(api, {"fields": ["email"]})
+    assert again["result"]["url"] == f"https://downloads.example.org{URL}/{again['id']}/file"
 
 
 def test_another_workspace_gets_404_on_the_job_and_the_file(

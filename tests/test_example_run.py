@@ -20,7 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,9 @@ def free_port() -> int:
 class Service:
     def __init__(self, process: subprocess.Popen[str], url: str, key: str, db: Path) -> None:
         self.process, self.url, self.key, self.db = process, url, key, db
+        self.port = int(url.rsplit(":", 1)[1])
         self.output: list[str] = []
+        self.banner = ""
 
     def log(self) -> str:
         ps = subprocess.run(
@@ -123,8 +128,7 @@ def serve(tmp_path: Path, config: dict[str, str]) -> Iterator[Service]:
     raise AssertionError("gunicorn could not bind a port in three attempts")
 
 
-def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
-    """Start run.sh on ``port``; ``None`` if its gunicorn found the port taken."""
+def run_env(tmp_path: Path, port: int, **config: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / f'service-{port}.sqlite3'}",
@@ -136,37 +140,42 @@ def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
         **config,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
+    """Start run.sh on ``port``; ``None`` if it found the port taken."""
     process = subprocess.Popen(
         ["bash", "example_project/run.sh"],
         cwd=ROOT,
-        env=env,
+        env=run_env(tmp_path, port, **config),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     try:
-        banner = read_banner(process)
+        banner, complete = read_banner(process)
+        if not complete and f"port {port} is in use" in banner:
+            kill_group(process)
+            return None  # another process took the port first
+        assert complete, "run.sh printed no banner:\n" + banner
+        # The banner comes once our own gunicorn listens: a key and a curl line for a server
+        # that never started would be a lie.
+        listening = banner.find(f"Listening at: http://127.0.0.1:{port}")
+        assert 0 <= listening < banner.index("API key for workspace"), banner
         key = re.search(r'API key for workspace "demo":\s+(mrk_\S+)', banner)
         assert key is not None, banner
         assert f"curl -X POST http://127.0.0.1:{port}/v1/jobs/subscriber-imports" in banner
         service = Service(
             process, f"http://127.0.0.1:{port}", key.group(1), tmp_path / f"service-{port}.sqlite3"
         )
+        service.output.append(banner)
+        service.banner = banner
         threading.Thread(
             target=lambda: service.output.extend(process.stdout or ()), daemon=True
         ).start()
-        # Our own gunicorn must say it listens: a port probe could reach someone else's server.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            text = "".join(service.output)
-            if f"Listening at: http://127.0.0.1:{port}" in text:
-                return service
-            if "Connection in use" in text or process.poll() is not None:
-                kill_group(process)
-                return None
-            time.sleep(0.1)
-        raise AssertionError("gunicorn did not start:\n" + service.log())
+        return service
     except BaseException:
         kill_group(process)
         raise
@@ -178,7 +187,9 @@ def kill_group(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
-def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> str:
+def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> tuple[str, bool]:
+    """run.sh's output up to the end of its banner, and whether the banner came (``False``:
+    run.sh ended, or printed nothing more for ``timeout`` seconds)."""
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -188,8 +199,8 @@ def read_banner(process: subprocess.Popen[str], timeout: float = 60) -> str:
             break
         lines.append(line)
         if "Stop with Ctrl-C" in line:
-            return "".join(lines)
-    raise AssertionError("run.sh printed no banner:\n" + "".join(lines))
+            return "".join(lines), True
+    return "".join(lines), False
 
 
 def group_alive(pgid: int) -> bool:
@@ -224,7 +235,9 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
     assert export.status == 202
     done = service.poll(export.headers["Location"])
     assert done["status"] == "succeeded" and done["result"]["row_count"] == 1
-    csv_file = http("GET", service.url + done["result"]["url"], headers=auth)
+    assert done["result"]["url"] == export.headers["Location"] + "/file"
+    assert done["result"]["url"].startswith(service.url + "/")
+    csv_file = http("GET", done["result"]["url"], headers=auth)
     assert csv_file.status == 200
     rows = list(csv.reader(io.StringIO(csv_file.body.decode())))
     assert rows[1][:2] == ["ada@example.com", "Ada Lovelace"]
@@ -238,6 +251,24 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
     assert assets and all(asset.startswith("/static/") for asset in assets), assets
     for asset in assets:
         assert http("GET", service.url + asset).status == 200, asset
+
+    # What to do next: the docs, and a login for the admin made with the command it prints.
+    assert f"API docs: {service.url}/v1/docs" in service.banner
+    assert f"Admin: {service.url}/admin/" in service.banner
+    command = re.search(r"^\s+(\S+ manage\.py createsuperuser)$", service.banner, re.MULTILINE)
+    assert command is not None, service.banner
+    assert command.group(1) == f"{sys.executable} manage.py createsuperuser"
+    subprocess.run(
+        [*command.group(1).split(), "--noinput", "--username", "ada", "--email", "ada@example.com"],
+        cwd=ROOT,
+        env={
+            **run_env(service.db.parent, service.port),
+            "DJANGO_SUPERUSER_PASSWORD": "an-admin-pw",
+        },
+        check=True,
+        capture_output=True,
+    )
+    assert admin_login(service.url, "ada", "an-admin-pw")
 
     # Errors outside the API views are problem details too.
     missing = http("GET", f"{service.url}/no/such/page")
@@ -254,6 +285,68 @@ def test_run_script_serves_the_seeds_runs_jobs_and_stops_on_ctrl_c(service: Serv
         time.sleep(0.2)
     assert service.process.poll() is not None, service.log()
     assert not group_alive(service.process.pid), service.log()
+
+
+def admin_login(url: str, username: str, password: str) -> bool:
+    """Log in through the admin's own login form; whether the admin index then shows."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(f"{url}/admin/login/", timeout=30) as page:
+        form = page.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert token is not None, form
+    fields = {"csrfmiddlewaretoken": token.group(1), "username": username, "password": password}
+    request = urllib.request.Request(  # noqa: S310
+        f"{url}/admin/login/?next=/admin/", data=urllib.parse.urlencode(fields).encode()
+    )
+    with opener.open(request, timeout=30) as answer:
+        return answer.url == f"{url}/admin/" and "Site administration" in answer.read().decode()
+
+
+def run_to_the_end(tmp_path: Path, port: int, **config: str) -> tuple[int, str]:
+    """run.sh, expected to stop by itself: its exit status and its output."""
+    process = subprocess.Popen(
+        ["bash", "example_project/run.sh"],
+        cwd=ROOT,
+        env=run_env(tmp_path, port, **config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        kill_group(process)
+    return process.returncode, output
+
+
+def test_run_script_on_a_busy_port_exits_non_zero_naming_the_port(tmp_path: Path) -> None:
+    """Not the banner, a fresh key and a curl line, then "Connection in use" five times and
+    status 0: a message naming the port, and a failure."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        status, output = run_to_the_end(tmp_path, port)
+
+    assert status != 0, output
+    assert f"run.sh: 127.0.0.1 port {port} is in use" in output, output
+    assert f"make run PORT={port + 1}" in output, output
+    for absent in ("API key", "mrk_", "curl", "Connection in use", "Migrating"):
+        assert absent not in output, output
+
+
+def test_run_script_stops_with_the_web_server_s_status_if_it_never_listens(
+    tmp_path: Path,
+) -> None:
+    """gunicorn refusing to start (here its options; or the port taken just after the check):
+    no banner, a message, and its status."""
+    status, output = run_to_the_end(tmp_path, free_port(), WEB_WORKERS="many")
+
+    assert status == 2, output
+    assert "run.sh: the web server did not start on 127.0.0.1 port" in output, output
+    for absent in ("API key", "mrk_", "curl"):
+        assert absent not in output, output
 
 
 def session_processes(sid: int, command: str) -> list[int]:

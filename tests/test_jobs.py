@@ -15,8 +15,10 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connections, transaction
+from django.http import QueryDict
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from idempotency_jobs.jobs import (
@@ -29,6 +31,7 @@ from idempotency_jobs.jobs import (
 from idempotency_jobs.models import Job
 from idempotency_jobs.recovery import recover_jobs
 from idempotency_jobs.tasks import execute_job
+from idempotency_jobs.unknown_fields import unknown_fields
 from tests.helpers import JOB_FIELDS, configure, is_replay, stored_keys
 from tests.testapp.jobs import WidgetBatchSerializer, make_widgets
 from tests.testapp.models import Widget
@@ -589,3 +592,115 @@ def test_job_kinds_are_registered_by_name() -> None:
     with pytest.raises(LookupError):
         get_job_kind("no_such_kind")
     assert get_job_kind("no_such_kind", default=None) is None
+
+
+# --- unknown fields in a job's body ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("encoding", ["json", "form"])
+def test_a_field_the_job_does_not_take_is_a_400_naming_it(api: APIClient, encoding: str) -> None:
+    """A misspelt option is not silently dropped (the job would run without it)."""
+    body = {"names": "a", "colour": "red", "check_commited": "true"}
+    if encoding == "json":
+        response = create(api, {**body, "names": ["a"]})
+    else:
+        response = api.post(JOBS, body, HTTP_X_USER="alice")  # multipart, like a form
+
+    assert response.status_code == 400, response.content
+    errors = response.json()
+    assert set(errors) == {"colour", "check_commited"}
+    assert errors["colour"] == [f"Unknown field. Fields taken here: {KNOWN_WIDGET_FIELDS}."]
+    assert Job.objects.count() == 0
+
+
+KNOWN_WIDGET_FIELDS = (
+    "names, check_committed, fail_at, crash_at, pause_at, gate, interrupt_at, interrupt, "
+    "interrupt_attempts"
+)
+
+
+@pytest.mark.django_db
+def test_unknown_fields_are_reported_with_the_body_s_other_errors(api: APIClient) -> None:
+    response = create(api, {"names": [], "colour": "red"})
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"names", "colour"}
+
+
+@pytest.mark.django_db
+def test_a_job_view_may_take_unknown_fields(api: APIClient, monkeypatch: Any) -> None:
+    from tests.testapp.jobs import WidgetJobViewSet
+
+    monkeypatch.setattr(WidgetJobViewSet, "allow_unknown_fields", True, raising=False)
+    response = create(api, {"names": ["a"], "colour": "red"})
+
+    assert response.status_code == 202, response.content
+    assert Job.objects.get().params == {"names": ["a"]}
+
+
+class Field(serializers.Serializer):
+    type = serializers.CharField()
+    key = serializers.CharField(required=False)
+
+
+class Mapping(serializers.Serializer):
+    csv_column = serializers.CharField()
+    field = Field()
+
+
+class Filters(serializers.Serializer):
+    status = serializers.ListField(child=serializers.CharField(), required=False)
+    created_after = serializers.DateTimeField(required=False)
+
+
+class Nested(serializers.Serializer):
+    mappings = Mapping(many=True)
+    filters = Filters(required=False)
+    fields = serializers.ListField(child=serializers.CharField(), required=False)
+    meta = serializers.DictField(required=False)
+    id = serializers.CharField(read_only=True)
+
+
+def form(text: str) -> QueryDict:
+    return QueryDict(text)
+
+
+@pytest.mark.parametrize(
+    ("data", "unknown"),
+    [
+        ({"mappings": [{"csv_column": "Email", "field": {"type": "email"}}]}, []),
+        ({"mappings": [], "filters": {"status": ["a"]}, "fields": ["x"], "meta": {"a": 1}}, []),
+        ({"mappings": [], "id": "x", "colour": 1}, ["colour", "id"]),
+        ({"mappings": [], "filters": {"bogus": 1, "status": []}}, ["filters.bogus"]),
+        (
+            {"mappings": [{"csv_column": "E", "colum": 1, "field": {"type": "email", "k": 1}}]},
+            ["mappings[0].colum", "mappings[0].field.k"],
+        ),
+        # DRF's own checks report values of the wrong shape; nothing to add here.
+        ({"mappings": "no list", "filters": ["no", "dict"]}, []),
+        ([1, 2], []),
+        (form("mappings[0]csv_column=E&mappings[0]field.type=email&fields=a&fields=b"), []),
+        (form("filters.status=active&filters.created_after=2026-01-01&meta.x=1&fields[0]=a"), []),
+        (
+            form("filters[status]=bogus&filters.statu=active&colour=red"),
+            ["filters[status]", "filters.statu", "colour"],
+        ),
+        (
+            form("mappings[0]csv_column=E&mappings[0]field.tipe=email&mappings[1]x=1"),
+            ["mappings[0]field.tipe", "mappings[1]x"],
+        ),
+        (form("filters=x&mappings=y&mappings[a]=z"), ["filters", "mappings", "mappings[a]"]),
+    ],
+)
+def test_unknown_fields_are_named_as_the_client_spelt_them(data: Any, unknown: list[str]) -> None:
+    assert sorted(unknown_fields(Nested(), data)) == sorted(unknown)
+
+
+def test_unknown_fields_come_with_what_is_taken_in_their_place() -> None:
+    assert unknown_fields(Nested(), {"mappings": [{"field": {"tipe": "email"}}]}) == {
+        "mappings[0].field.tipe": ["mappings[0].field.type", "mappings[0].field.key"]
+    }
+    assert unknown_fields(Nested(), form("filters[status]=bogus")) == {
+        "filters[status]": ["mappings[<n>]<field>", "filters.<field>", "fields", "meta"]
+    }

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.jobs import JobViewSet
 from idempotency_jobs.models import Job
+from idempotency_jobs.serializers import JobSerializer
 
 from .exports import export_file_name, export_storage
 from .import_files import delete_csv, store_csv
@@ -90,6 +91,18 @@ class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
             raise
 
 
+class SubscriberExportJobSerializer(JobSerializer):
+    """The download ``url`` absolute, like the job's ``Location``: the worker that wrote the
+    result knows no host (unless ``PUBLIC_BASE_URL`` names one), the request does."""
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        result, request = data.get("result"), self.context.get("request")
+        if isinstance(result, dict) and isinstance(result.get("url"), str) and request:
+            data["result"] = {**result, "url": request.build_absolute_uri(result["url"])}
+        return data
+
+
 @extend_schema_view(
     create=extend_schema(
         summary="Create a subscriber export job",
@@ -103,6 +116,7 @@ class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
 )
 class SubscriberExportJobViewSet(WorkspaceAPIMixin, JobViewSet):
     job_kind = EXPORT
+    serializer_class = SubscriberExportJobSerializer
 
 
 class SubscriberExportFileView(WorkspaceAPIMixin, APIView):
