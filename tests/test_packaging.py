@@ -51,5 +51,5 @@ def test_readme_links_are_absolute():
     assert [link for link in links if not link.startswith("https://")] == []
     for link in links:
         if link.startswith(REPOSITORY):
-            path = re.sub(rf"^{REPOSITORY}/(blob|tree)/main/", "", link)
+            path = re.sub(rf"^{REPOSITORY}/(blob|tree)/main/", "", link).partition("#")[0]
             assert (ROOT / path).exists(), link
