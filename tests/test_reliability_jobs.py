@@ -50,7 +50,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.
 ROWS = 1000
 BATCH = 100
 BLOCKED_ROW = 550  # in the sixth batch: five batches (500 rows) commit before the worker blocks
+# These tests hold a row lock for as long as they need (the example's 5 s statement timeout
+# would cancel the blocked worker's statement first): no statement timeout here.
 KNOBS = {
+    "DATABASE_STATEMENT_TIMEOUT": "0",
     "IJ_TEST_EXAMPLE": json.dumps({"SUBSCRIBER_IMPORT_BATCH_SIZE": BATCH}),
     "IJ_TEST_IDEMPOTENCY_JOBS": json.dumps(
         {"JOB_PROGRESS_INTERVAL": 0, "JOB_HEARTBEAT_LEASE": 2, "JOB_STALE_AFTER": 600}
