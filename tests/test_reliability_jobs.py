@@ -247,7 +247,7 @@ def test_a_worker_that_loses_its_database_connections_mid_import_runs_it_again(
     job = Job.objects.get()
     worker_log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "django", *WORKERS["db"]],
+        [sys.executable, *WORKERS["db"]],
         cwd=ROOT,
         env=service_env(tmp_path, PGAPPNAME="ij-lost-connections", **env),
         stdout=worker_log.open("wb"),
