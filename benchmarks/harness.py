@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import random
+import re
 import resource
 import secrets
 import signal
@@ -35,6 +36,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 REDIS_PREFIX = os.environ.setdefault(
     "BENCH_REDIS_PREFIX", f"ij-bench-{os.getpid()}-{secrets.token_hex(4)}"
 )
+# PostgreSQL databases carry the same run token: two checkouts benchmarking at once never drop
+# each other's databases.
+RUN_TOKEN = re.sub(r"\W", "_", REDIS_PREFIX.removeprefix("ij-bench-"))
 PORTS = range(18500, 18600)
 
 
@@ -106,10 +110,11 @@ def module_at(rev: str, path: str) -> ModuleType:
 
 @contextlib.contextmanager
 def pg_database(name: str) -> Iterator[str]:
-    """A fresh PostgreSQL database ``ij_bench_<name>``, dropped afterwards; yields its URL."""
+    """A fresh PostgreSQL database ``ij_bench_<name>_<run token>``, dropped afterwards; yields
+    its URL."""
     import psycopg
 
-    database = f"ij_bench_{name}"
+    database = f"ij_bench_{name}_{RUN_TOKEN}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{database}"')
