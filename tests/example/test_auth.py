@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import ApiKey, Workspace
-from tests.test_example_support import basic, bearer, export_media, make_key, workspace_client
+from tests.example.test_support import basic, bearer, export_media, make_key, workspace_client
 
 __all__ = ["export_media", "make_key", "workspace_client"]
 

@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 from example_project import settings as example_settings
 from example_project.letters.models import Letter
 from idempotency_jobs.models import Job
+from tests.example.test_support import export_media, make_key, workspace_client
 from tests.helpers import stored_keys
-from tests.test_example_support import export_media, make_key, workspace_client
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     Answer,
     Service,
     assert_problem,

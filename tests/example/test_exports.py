@@ -27,7 +27,7 @@ from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.models import Job
 from idempotency_jobs.tasks import execute_job
-from tests.test_example_support import export_media, make_key, no_jobs_run, workspace_client
+from tests.example.test_support import export_media, make_key, no_jobs_run, workspace_client
 
 __all__ = ["export_media", "make_key", "no_jobs_run", "workspace_client"]
 

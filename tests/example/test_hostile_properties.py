@@ -7,7 +7,7 @@
   importing its export unchanged.
 * Request identity: different bodies never share a fingerprint, and a reused key with a
   different import body is a 422 that runs nothing. (Key parsing and JSON fingerprints have
-  their own properties in tests/test_keys.py and tests/test_fingerprint.py.)
+  their own properties in tests/keys/test_keys.py and tests/keys/test_fingerprint.py.)
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.fingerprint import default_fingerprint
 from idempotency_jobs.models import Job
-from tests.test_example_support import valid_email
-from tests.test_reliability_support import IMPORT_URL, MAPPINGS, workspace_secret
+from tests.example.test_support import valid_email
+from tests.reliability.test_support import IMPORT_URL, MAPPINGS, workspace_secret
 
 DB_EXAMPLES = settings(
     max_examples=40,

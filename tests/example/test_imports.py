@@ -27,14 +27,14 @@ from example_project.workspaces.models import Workspace
 from idempotency_jobs.jobs import JobRun, JobViewSet
 from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.tasks import execute_job
-from tests.helpers import JOB_FIELDS
-from tests.test_example_support import (
+from tests.example.test_support import (
     export_media,
     make_key,
     no_jobs_run,
     valid_email,
     workspace_client,
 )
+from tests.helpers import JOB_FIELDS
 
 __all__ = ["export_media", "make_key", "no_jobs_run", "workspace_client"]
 

@@ -30,11 +30,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.example.test_seeds import MAILRITH_BODY, STANNP_BODY, mailrith_post, stannp_post
+from tests.example.test_support import http
 from tests.redis_scope import redis_server
-from tests.test_example_seeds import MAILRITH_BODY, STANNP_BODY, mailrith_post, stannp_post
-from tests.test_example_support import http
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import pytest
 from example_project.letters.models import Letter
 from example_project.subscribers.models import Subscriber
 from idempotency_jobs.models import Job
-from tests.test_example_support import basic, export_media, http, make_key
+from tests.example.test_support import basic, export_media, http, make_key
 
 __all__ = ["export_media", "make_key"]
 

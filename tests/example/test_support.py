@@ -1,4 +1,4 @@
-"""Fixtures and helpers shared by the example project's tests (tests/test_example_*.py)."""
+"""Fixtures and helpers shared by the example project's tests (tests/example/)."""
 
 from __future__ import annotations
 

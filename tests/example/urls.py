@@ -1,4 +1,4 @@
-"""The example service's URLs with test-only knobs, for tests/test_reliability*.py and friends.
+"""The example service's URLs with test-only knobs, for tests/reliability/ and friends.
 
 ``POST /v1/jobs/subscriber-imports`` is the example's own view, plus, only when a test sends
 them (headers are not part of the request's fingerprint, so a retry without them is the same

@@ -29,7 +29,7 @@ from idempotency_jobs.tasks_compat import (
     task_backends,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def example_task() -> None:

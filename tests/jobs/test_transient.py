@@ -4,7 +4,7 @@ serialization failure, SQLite's lock) puts the job back for recovery to run agai
 
 The failures are real: the test handler makes the database fail it (tests/testapp/
 database_faults.py). A worker process losing its connections mid-import is in
-tests/test_reliability_jobs.py.
+tests/reliability/test_jobs.py.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from idempotency_jobs.tasks_compat import TaskResultStatus, same_status, task_ba
 from tests.helpers import configure
 from tests.testapp.models import Widget
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JOBS = "/widget-jobs/"
 DB_QUEUE = "ij-jobs-db"
 RQ_QUEUE = "ij-jobs-rq"

@@ -45,7 +45,7 @@ from tests.testapp.models import Widget
 pytestmark = CORE_DB
 
 REQUESTS = 50
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def assert_exactly_one_execution(responses, store):

@@ -24,7 +24,7 @@ from tests.helpers import CORE_DB, post
 
 pytestmark = CORE_DB
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 
 
 class Metric:

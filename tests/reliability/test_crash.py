@@ -22,9 +22,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from idempotency_jobs.models import IdempotencyKey, Job
-from tests import example_urls
+from tests.example import urls as example_urls
 from tests.helpers import redis_records
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     IMPORT_URL,
     Answer,
     Background,
@@ -263,7 +263,7 @@ def redis_goes_down_at_commit(settings: Any, redis_client: Any) -> Iterator[TcpP
 
 
 @pytest.mark.redis
-@pytest.mark.urls("tests.example_urls")
+@pytest.mark.urls("tests.example.urls")
 @pytest.mark.parametrize("store", STORES)
 def test_the_outcome_lost_between_commit_and_store_write(
     settings: Any, redis_goes_down_at_commit: TcpProxy, redis_client: Any, store: str

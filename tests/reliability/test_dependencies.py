@@ -1,7 +1,7 @@
 """SPEC §4 "key store unreachable → 503, nothing run", with real refused connections.
 
-PostgreSQL and Redis are reached through a TCP proxy in this process (tests/
-test_reliability_support.py); ``down()`` closes its port, so the service meets a real
+PostgreSQL and Redis are reached through a TCP proxy in this process (tests/reliability/
+test_support.py); ``down()`` closes its port, so the service meets a real
 "connection refused" (and open connections are cut), and ``up()`` brings the same server back.
 The shared servers themselves are never stopped.
 """
@@ -19,7 +19,7 @@ from django.db import connection
 from example_project.subscribers.models import Subscriber
 from idempotency_jobs.models import IdempotencyKey, Job
 from tests.helpers import redis_records
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     Background,
     Service,
     TcpProxy,

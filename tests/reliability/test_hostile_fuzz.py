@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from tests.test_reliability_support import Service, service, workspace_secret
+from tests.reliability.test_support import Service, service, workspace_secret
 
 __all__ = ["service"]
 

@@ -22,7 +22,7 @@ from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
 from idempotency_jobs.fingerprint import default_fingerprint
 from idempotency_jobs.models import Job
 from tests.helpers import stored_keys
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     IMPORT_URL,
     MAPPINGS,
     Service,
@@ -65,7 +65,7 @@ def nothing_happened(store: str) -> None:
 
 KEYED = pytest.mark.parametrize("key", [None, KEY], ids=["unkeyed", "keyed"])
 PATHS = pytest.mark.parametrize("path", [IMPORT_URL, LETTERS])
-pytestmark = [pytest.mark.urls("tests.example_urls")]
+pytestmark = [pytest.mark.urls("tests.example.urls")]
 
 
 # Bodies -------------------------------------------------------------------------------------

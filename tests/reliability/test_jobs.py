@@ -6,7 +6,7 @@ when the worker lives but loses its database connections (a transient failure).
 The import is stopped at a known row without any test hook in its code: this test holds a
 PostgreSQL row lock on one subscriber that the CSV updates, so the worker blocks inside that
 batch's upsert, with the batches before it committed. (The widget-job version of this test,
-for both task backends' workers, is tests/test_jobs_workers.py.)
+for both task backends' workers, is tests/jobs/test_workers.py.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from django.utils import timezone
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.models import Job
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     MAPPINGS,
     ROOT,
     Service,

@@ -16,7 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from idempotency_jobs.models import IdempotencyKey, Job
 from tests.helpers import redis_records
-from tests.test_reliability_support import (
+from tests.reliability.test_support import (
     Answer,
     assert_problem,
     import_body,

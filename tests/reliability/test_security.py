@@ -30,9 +30,9 @@ from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.tasks import execute_job
 from tests.helpers import configure, redis_records, stored_keys
 from tests.redis_scope import run_keys
-from tests.test_reliability_support import IMPORT_URL, import_body, wait_for, workspace_secret
+from tests.reliability.test_support import IMPORT_URL, import_body, wait_for, workspace_secret
 
-pytestmark = [pytest.mark.urls("tests.example_urls"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.urls("tests.example.urls"), pytest.mark.django_db(transaction=True)]
 
 KEY = "import-2026-04-11-website-signups"
 EXPORTS = "/v1/jobs/subscriber-exports"

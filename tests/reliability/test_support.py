@@ -55,7 +55,7 @@ __all__ = [
     "workspace_secret",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IMPORT_URL = "/v1/jobs/subscriber-imports"
 PORTS = range(18600, 18700)
 MAPPINGS = [
@@ -212,7 +212,7 @@ def service_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
     return {
         **inherited,
-        "DJANGO_SETTINGS_MODULE": "tests.example_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings.example_server",
         "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_url(),
         "IJ_TEST_RUN_PREFIX": redis_scope.PREFIX,

@@ -87,7 +87,7 @@ IDEMPOTENCY_JOBS: dict[str, object] = {"REDIS_KEY_PREFIX": STORE_PREFIX}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Added for the example project's tests (tests/test_example*.py).
+# Added for the example project's tests (tests/example/).
 INSTALLED_APPS += [
     "django.contrib.staticfiles",
     "drf_spectacular",
@@ -98,7 +98,7 @@ INSTALLED_APPS += [
 ]
 STATIC_URL = "static/"
 # What the example service stores (import CSVs, export files) never lands in the checkout;
-# tests that read those files set their own (tests/test_example_support.py: export_media).
+# tests that read those files set their own (tests/example/test_support.py: export_media).
 MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
 SPECTACULAR_SETTINGS = {
     "TITLE": "idempotency_jobs example service",

@@ -1,9 +1,9 @@
 """The example service's own settings, plus knobs that only the reliability tests turn.
 
-Used by the server processes (gunicorn, workers) that tests/test_reliability*.py start. Nothing
+Used by the server processes (gunicorn, workers) that tests/reliability/ start. Nothing
 here changes what a request without the test-only ``X-Test-*`` headers gets.
 
-IJ_TEST_HOLD_DIR           where held requests report (see tests/example_urls.py)
+IJ_TEST_HOLD_DIR           where held requests report (see tests/example/urls.py)
 IJ_TEST_KEYS_DATABASE_URL  a second database alias, ``keys``, as the key store
 IJ_TEST_IDEMPOTENCY_JOBS   JSON merged into IDEMPOTENCY_JOBS (e.g. a short LEASE)
 IJ_TEST_EXAMPLE            JSON of EXAMPLE_* settings (e.g. small import batches)
@@ -20,7 +20,7 @@ from example_project.settings import *  # noqa: F403
 from example_project.settings import CACHES, DATABASES, IDEMPOTENCY_JOBS, POSTGRES_TIMEOUTS
 from tests.redis_scope import CACHE_PREFIX, STORE_PREFIX
 
-ROOT_URLCONF = "tests.example_urls"
+ROOT_URLCONF = "tests.example.urls"
 RELIABILITY_HOLD_DIR = os.environ.get("IJ_TEST_HOLD_DIR", "")
 
 if os.environ.get("IJ_TEST_KEYS_DATABASE_URL"):
