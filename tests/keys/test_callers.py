@@ -40,6 +40,18 @@ def test_same_key_two_callers_two_independent_executions(api, store, path):
 
 
 @TWO_FACES
+def test_bug_drf_idempotency_leaks_one_users_stored_response_to_another(api, store, path):
+    """A bug of drf-idempotency, absent here: the same key from another caller replayed the
+    first caller's stored response."""
+    alice = post(api, path, user="alice")
+    bob = post(api, path, user="bob")  # same key, same body, another caller
+    assert_executed(bob)
+    assert bob.json()["owner"] == "bob"
+    assert bob.content != alice.content
+    assert sorted(Widget.objects.values_list("owner", flat=True)) == ["alice", "bob"]
+
+
+@TWO_FACES
 def test_caller_cannot_block_anothers_key_in_flight(api, store, path):
     with in_flight(path, user="alice") as first:
         bob = post(api, f"{path}?gate=g", user="bob")
@@ -78,6 +90,17 @@ def test_revoked_caller_gets_403_while_the_first_is_in_flight(api, store, path):
         Revocation.objects.create(username="alice")
         response = post(api, f"{path}?gate=g")
         assert response.status_code == 403  # not the 409 that would reveal the claim
+
+
+@pytest.mark.parametrize("path", ["/widgets/", "/view-widgets"])
+def test_bug_drf_idempotencykey_replays_before_permission_checks(api, store, path):
+    """A bug of drf-idempotencykey, absent here: a caller who lost permission still got the
+    stored response replayed."""
+    assert_executed(post(api, path))
+    Revocation.objects.create(username="alice")
+    refused = post(api, path)
+    assert refused.status_code == 403
+    assert not is_replay(refused)
 
 
 @THROTTLED

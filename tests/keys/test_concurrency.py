@@ -94,6 +94,14 @@ def test_concurrent_requests_from_two_callers_run_once_each(store):
     assert widgets() == 2
 
 
+@TWO_FACES
+def test_bug_django_idempotency_key_runs_concurrent_duplicates(store, path):
+    """A bug of django-idempotency-key, absent here: concurrent duplicates all ran the view."""
+    responses = run_concurrently(20, lambda client: post(client, f"{path}?sleep=0.2"))
+    assert widgets() == 1
+    assert sum(1 for r in responses if r.status_code == 201 and not is_replay(r)) == 1
+
+
 # Server processes ---------------------------------------------------------------------------
 
 

@@ -62,6 +62,19 @@ def test_plain_exception_propagates_to_the_server(api, store, path):
     assert stored_keys(store) == 0
 
 
+@pytest.mark.parametrize("path", ["/widgets/", "/fn-widgets", "/view-widgets"])
+def test_bug_drf_idempotencykey_leaves_keys_stuck_after_a_non_drf_exception(store, path):
+    """A bug of drf-idempotencykey, absent here: after a plain exception in the view the key
+    stayed in progress, and every retry was a 409."""
+    client = APIClient(raise_request_exception=False)
+    Failures.armed.append("runtime")
+    assert post(client, path).status_code == 500
+    assert stored_keys(store) == 0
+    retry = post(client, path)
+    assert_executed(retry)  # not a 409 "in progress" for ever
+    assert widgets() == 1
+
+
 @TWO_FACES
 @pytest.mark.parametrize("status", ["500", "502", "503"])
 def test_5xx_is_not_stored_rolled_back_and_the_key_freed(client, store, path, status):

@@ -5,9 +5,11 @@ import threading
 import time
 
 import pytest
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from idempotency_jobs import core
-from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE, problem_exception_handler
 from idempotency_jobs.responses import accepts
 from tests.helpers import (
     BODY,
@@ -292,6 +294,19 @@ def test_problem_bodies_are_json(api, store):
     response = post(api, MIXIN, key="short")
     assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
     assert set(json.loads(response.content)) == {"type", "title", "status", "detail", "code"}
+
+
+@pytest.mark.parametrize("exc", [Http404("gone"), PermissionDenied()], ids=["404", "403"])
+def test_bug_django_http404_and_permission_denied_were_not_problem_details(exc: Exception) -> None:
+    """Found while building the example project: problem_exception_handler passed over Django's
+    own Http404 and PermissionDenied (DRF's handler converts them first), so they got no problem
+    body."""
+    response = problem_exception_handler(
+        exc, {"view": None, "request": None, "args": (), "kwargs": {}}
+    )
+    assert response is not None
+    assert response.content_type == PROBLEM_CONTENT_TYPE
+    assert response.data["status"] == response.status_code
 
 
 @pytest.mark.parametrize("path", [MIXIN, DECORATOR])
