@@ -1,9 +1,11 @@
-"""Test settings: SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL."""
+"""The keys suite's settings, the base of the others: the library with the test app.
+
+SQLite by default, PostgreSQL via DATABASE_URL, Redis via REDIS_URL. tests/settings/jobs.py adds
+the task backends on top, tests/settings/example.py the example project's apps; the suite runs
+in one process with all of them (tests/settings/__init__.py).
+"""
 
 import os
-import secrets
-import tempfile
-from importlib.util import find_spec
 
 import dj_database_url
 import django
@@ -86,54 +88,3 @@ IDEMPOTENCY_JOBS: dict[str, object] = {"REDIS_KEY_PREFIX": STORE_PREFIX}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# Added for the example project's tests (tests/example/).
-INSTALLED_APPS += [
-    "django.contrib.staticfiles",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
-    "example_project.workspaces",
-    "example_project.subscribers",
-    "example_project.letters",
-]
-STATIC_URL = "static/"
-# What the example service stores (import CSVs, export files) never lands in the checkout;
-# tests that read those files set their own (tests/example/test_support.py: export_media).
-MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
-SPECTACULAR_SETTINGS = {
-    "TITLE": "idempotency_jobs example service",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-}
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
-
-# Added for the jobs test suite: the task backends job tests switch between with
-# IDEMPOTENCY_JOBS["JOB_TASK_BACKEND"], and job settings for worker subprocesses.
-INSTALLED_APPS += ["django_rq"]
-TASKS = {
-    **TASKS,
-    "db": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["ij-jobs-db"]},
-    "rq": {"BACKEND": "idempotency_jobs.rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
-    "rq-stock": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
-}
-RQ_QUEUES = {"ij-jobs-rq": {"URL": REDIS_URL}}
-if django.VERSION >= (6, 0) and find_spec("django_tasks_celery"):
-    # Celery (Django 6.0 and newer) on the suite's Redis, under names of this run's own (worker
-    # subprocesses inherit it), which the tests delete.
-    CELERY_RUN = os.environ.setdefault("IJ_TEST_CELERY_RUN", secrets.token_hex(4))
-    CELERY_QUEUE = f"ij-jobs-celery-{CELERY_RUN}"
-    TASKS["celery"] = {
-        "BACKEND": "django_tasks_celery.CeleryBackend",
-        "QUEUES": [CELERY_QUEUE],
-        "OPTIONS": {"CELERY_APP": "example_project.celery.app"},
-    }
-    CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_RESULT_EXTENDED = True
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"ij-test-celery-{CELERY_RUN}:"}
-    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
-if os.environ.get("IJ_JOBS_SETTINGS"):
-    import json
-
-    IDEMPOTENCY_JOBS.update(json.loads(os.environ["IJ_JOBS_SETTINGS"]))
