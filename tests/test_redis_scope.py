@@ -17,14 +17,14 @@ import pytest
 import redis
 
 from tests.redis_scope import PREFIX, RQ_PREFIX, STORE_PREFIX, redis_server
-from tests.test_reliability_support import stop_process
+from tests.reliability.test_support import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 # The store on Redis, and jobs through RQ run by a worker process.
 SUBSET = [
-    "tests/test_keys.py::test_patch_takes_part_when_the_methods_setting_says_so",
-    "tests/test_security.py::test_redis_keys_expire_with_their_bodies",
-    "tests/test_jobs_workers.py::test_rq_worker_runs_a_job[rq]",
+    "tests/keys/test_keys.py::test_patch_takes_part_when_the_methods_setting_says_so",
+    "tests/reliability/test_security.py::test_redis_keys_expire_with_their_bodies",
+    "tests/jobs/test_workers.py::test_rq_worker_runs_a_job[rq]",
 ]
 # What other users keep in the same database: an RQ queue with a job, a key store's record.
 FOREIGN = {

@@ -55,7 +55,7 @@ urlpatterns += [
     path("short-lived-fn-widgets", views.short_lived_function),
 ]
 
-# The decorator's place around @action (tests/test_checks.py).
+# The decorator's place around @action (tests/keys/test_checks.py).
 action_order_router = SimpleRouter()
 action_order_router.register("action-order", views.ActionOrderViewSet, basename="action-order")
 urlpatterns += [path("", include(action_order_router.urls))]

@@ -1,0 +1,110 @@
+"""API keys: create_api_key, hashed storage, Bearer and Basic, and 401 problems."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from example_project.subscribers.models import Subscriber
+from example_project.workspaces.models import ApiKey, Workspace
+from tests.example.test_support import basic, bearer, export_media, make_key, workspace_client
+
+__all__ = ["export_media", "make_key", "workspace_client"]
+
+pytestmark = pytest.mark.django_db
+
+SUBSCRIBERS = "/v1/subscribers"
+
+
+def create_api_key(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_key", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_create_api_key_prints_only_the_secret_and_stores_its_hash() -> None:
+    out, err = create_api_key("demo")
+    secret = out.strip()
+    assert out == secret + "\n"
+    assert secret.startswith("mrk_") and len(secret) > 40
+    assert "demo" in err  # the note about the new workspace goes to stderr
+    key = ApiKey.objects.get()
+    assert key.workspace.name == "demo"
+    assert key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    stored = [str(value) for value in ApiKey.objects.values_list().get()]
+    assert not any(secret in value or value in secret for value in stored if len(value) > 12)
+    # A second key for the same workspace: no second workspace, a different secret.
+    again, err = create_api_key("demo")
+    assert again.strip() != secret and err == ""
+    assert (Workspace.objects.count(), ApiKey.objects.count()) == (1, 2)
+
+
+def test_create_api_key_refuses_a_bad_workspace_name() -> None:
+    with pytest.raises(CommandError, match="Invalid workspace name"):
+        create_api_key("not a slug")
+    assert not Workspace.objects.exists()
+
+
+def test_bearer_and_basic_authenticate_as_the_workspace(make_key: Callable[..., str]) -> None:
+    secret = make_key("acme")
+    Subscriber.objects.create(workspace=Workspace.objects.get(name="acme"), email="a@example.com")
+    Subscriber.objects.create(workspace=Workspace.objects.create(name="b"), email="b@example.com")
+    for header in (bearer(secret), basic(secret), f"bearer   {secret}"):
+        answer = APIClient().get(SUBSCRIBERS, HTTP_AUTHORIZATION=header)
+        assert answer.status_code == 200, header
+        assert [s["email"] for s in answer.json()["results"]] == ["a@example.com"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(None, id="no credentials"),
+        pytest.param("Bearer mrk_example_secret_key", id="unknown key"),
+        pytest.param("Bearer nonsense", id="not a key"),
+        pytest.param("Bearer ", id="empty bearer"),
+        pytest.param("Basic !!!", id="malformed basic"),
+        pytest.param("Basic " + "bXJrX2E6Yg==", id="basic with a password"),
+        pytest.param("Token abc", id="other scheme"),
+    ],
+)
+def test_wrong_or_missing_key_is_a_401_problem(header: str | None) -> None:
+    headers: dict[str, Any] = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    answer = APIClient().get(SUBSCRIBERS, **headers)
+    assert answer.status_code == 401
+    assert answer["Content-Type"] == "application/problem+json"
+    assert answer["WWW-Authenticate"] == 'Bearer realm="api"'
+    problem = answer.json()
+    assert problem["status"] == 401 and problem["code"] in {"invalid_api_key", "not_authenticated"}
+
+
+def test_a_tampered_or_revoked_key_is_refused(make_key: Callable[..., str]) -> None:
+    secret = make_key()
+    tampered = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    assert APIClient().get(SUBSCRIBERS, HTTP_AUTHORIZATION=bearer(tampered)).status_code == 401
+    ApiKey.objects.update(revoked_at="2026-01-01T00:00:00Z")
+    assert APIClient().get(SUBSCRIBERS, HTTP_AUTHORIZATION=bearer(secret)).status_code == 401
+
+
+def test_subscriber_list_is_paginated_and_filtered(
+    workspace_client: Callable[..., APIClient],
+) -> None:
+    api = workspace_client("acme")
+    workspace = Workspace.objects.get(name="acme")
+    Subscriber.objects.bulk_create(
+        Subscriber(
+            workspace=workspace, email=f"s{i}@example.com", status="active" if i % 2 else "bounced"
+        )
+        for i in range(7)
+    )
+    page = api.get(SUBSCRIBERS, {"page_size": 3}).json()
+    assert page["count"] == 7 and len(page["results"]) == 3 and page["next"]
+    assert api.get(SUBSCRIBERS, {"status": "bounced"}).json()["count"] == 4
+    assert api.get(SUBSCRIBERS, {"email": "S3@Example.com"}).json()["results"][0]["email"] == (
+        "s3@example.com"
+    )

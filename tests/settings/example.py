@@ -1,0 +1,31 @@
+"""The example project's tests' settings (tests/example/): the jobs suite's, and the example's
+apps, served in-process with the test app's URLs (tests/urls.py). The example service as its
+own server processes runs with tests/settings/example_server.py instead."""
+
+import os
+import tempfile
+
+from tests.settings.jobs import *  # noqa: F403
+from tests.settings.jobs import INSTALLED_APPS, REST_FRAMEWORK
+
+INSTALLED_APPS = [
+    *INSTALLED_APPS,
+    "django.contrib.staticfiles",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "example_project.workspaces",
+    "example_project.subscribers",
+    "example_project.letters",
+]
+STATIC_URL = "static/"
+# What the example service stores (import CSVs, export files) never lands in the checkout;
+# tests that read those files set their own (tests/example/test_support.py: export_media).
+MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "idempotency_jobs example service",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
