@@ -9,10 +9,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from idempotency_jobs.stores import LeaseLost
 from idempotency_jobs.models import IdempotencyKey
 from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import get_store
+from idempotency_jobs.stores import LeaseLost, get_store
 from tests.helpers import CORE_DB, KEY, configure, widgets
 from tests.testapp.models import Widget
 

@@ -148,7 +148,7 @@ def test_a_third_party_store_gives_replay_conflict_and_mismatch(api, memory_stor
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_key_mismatch"
     assert widgets() == 1
-    assert list(memory_store.records.values())[0]["state"] == "completed"
+    assert next(iter(memory_store.records.values()))["state"] == "completed"
 
 
 def test_a_third_party_store_answers_an_in_flight_twin_with_409(api, memory_store):
