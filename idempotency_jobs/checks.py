@@ -10,7 +10,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import DEFAULTS, DURATIONS, SETTINGS_NAME, idempotency_settings
+from .exceptions import IdempotencyConfigurationError
 from .models import IdempotencyKey
+from .stores import store_class
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_KEY_COLUMN = IdempotencyKey._meta.get_field("key").max_length
@@ -89,31 +91,12 @@ def _check_durations() -> tuple[list[CheckMessage], set[str]]:
 
 
 def _check_store() -> list[CheckMessage]:
-    store = idempotency_settings.STORE
-    if store == "database":
-        if idempotency_settings.DATABASE_ALIAS not in settings.DATABASES:
-            return [
-                Error(
-                    f"{SETTINGS_NAME}['DATABASE_ALIAS'] names no database in DATABASES.",
-                    id="idempotency_jobs.E002",
-                )
-            ]
-        return []
-    if store != "redis":
-        return []
-    alias = idempotency_settings.CACHE_ALIAS
-    caches: dict[str, Any] = settings.CACHES
-    backend = str(caches.get(alias, {}).get("BACKEND", ""))
-    if not backend.startswith("django_redis."):
-        return [
-            Error(
-                f"The redis store needs CACHES[{alias!r}] to be a django-redis cache; "
-                f"it is {backend or 'missing'!r}.",
-                hint="A per-process cache (locmem) cannot give exactly-once across processes.",
-                id="idempotency_jobs.E003",
-            )
-        ]
-    return []
+    """The store's own checks (``Store.check``), once ``STORE`` names a store."""
+    try:
+        found = store_class()
+    except IdempotencyConfigurationError as exc:
+        return [Error(str(exc), id="idempotency_jobs.E010")]
+    return found.check(idempotency_settings)
 
 
 def _check_keys() -> list[CheckMessage]:

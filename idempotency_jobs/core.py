@@ -33,13 +33,14 @@ from .exceptions import (
     IdempotencyLeaseLost,
     IdempotencyReplayNotAcceptable,
     IdempotencyScopeMissing,
+    IdempotencyStoreUnavailable,
     problem_response,
 )
 from .keys import parse_key
 from .models import IdempotencyKey
 from .responses import StoredResponse, accepts
 from .signals import key_outcome
-from .stores import Claim, Existing, Store, get_store
+from .stores import Claim, Existing, LeaseLost, Store, StoreError, StoreUnavailable, get_store
 
 __all__ = ["UNSET", "IdempotencyOptions", "handle"]
 
@@ -106,6 +107,18 @@ def handle(
         )
     except IdempotencyError as exc:
         return problem_response(exc)
+    except StoreError as exc:
+        return problem_response(as_problem(exc))
+
+
+def as_problem(exc: StoreError) -> IdempotencyError:
+    """The client's answer to a store's error (the stores raise no DRF exceptions)."""
+    if isinstance(exc, LeaseLost):
+        problem: IdempotencyError = IdempotencyLeaseLost()
+    else:
+        problem = IdempotencyStoreUnavailable()
+    problem.__cause__ = exc
+    return problem
 
 
 def _fit(value: str, max_length: int) -> str:
@@ -153,8 +166,8 @@ class IdempotentRequest:
         self.request.idempotency = found  # type: ignore[attr-defined]
         try:
             return self.execute(found, call_view)
-        except IdempotencyLeaseLost as exc:  # storing a DRF error's answer: nothing to release
-            return problem_response(self.reported("lease_lost", exc))
+        except LeaseLost as exc:  # storing a DRF error's answer: nothing to release
+            return problem_response(self.reported("lease_lost", as_problem(exc)))
         except BaseException:
             if not self.committed:
                 self.release(found)
@@ -216,12 +229,18 @@ class IdempotentRequest:
                 response = self.render(call_view())
                 if self.should_store(response):
                     outcome.append(self.capture(response))
-                    self.store.complete(claim, outcome[0], last=outermost)
+                    if outermost:
+                        self.store.complete_and_commit(claim, outcome[0])
+                    else:
+                        self.store.complete(claim, outcome[0])
                     self.report_on_commit("completed", response.status_code)
                     return response
                 transaction.set_rollback(True, using=alias)
-        except IdempotencyLeaseLost as exc:
-            return problem_response(self.reported("lease_lost", exc))
+        except LeaseLost as exc:
+            return problem_response(self.reported("lease_lost", as_problem(exc)))
+        except StoreUnavailable as exc:  # the view's writes rolled back; a retry runs them
+            self.release(claim)
+            return problem_response(as_problem(exc))
         except Exception as exc:
             if self.committed:
                 raise  # a hook failed after the commit: the stored outcome stands

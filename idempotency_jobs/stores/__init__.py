@@ -1,4 +1,5 @@
-"""Key stores: ``database`` (the default) and ``redis``."""
+"""Key stores: ``database`` (the default), ``redis``, or any :class:`Store` subclass by dotted
+path. The contract is ``base.py``'s :class:`Store` (docs/stores.md)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,18 @@ from django.utils.module_loading import import_string
 
 from ..conf import SETTINGS_NAME, idempotency_settings
 from ..exceptions import IdempotencyConfigurationError
-from .base import Claim, Existing, Store
+from .base import Claim, Existing, LeaseLost, Store, StoreError, StoreUnavailable
 
-__all__ = ["Claim", "Existing", "Store", "get_store"]
+__all__ = [
+    "Claim",
+    "Existing",
+    "LeaseLost",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "get_store",
+    "store_class",
+]
 
 STORES = {
     "database": "idempotency_jobs.stores.database.DatabaseStore",
@@ -21,19 +31,25 @@ STORES = {
 }
 
 
+def store_class() -> type[Store]:
+    """The class ``STORE`` names. Raises ``IdempotencyConfigurationError``."""
+    name = idempotency_settings.STORE
+    try:
+        found = import_string(STORES.get(name, name))
+    except ImportError:
+        found = None
+    if not (isinstance(found, type) and issubclass(found, Store)):
+        raise IdempotencyConfigurationError(
+            f"{SETTINGS_NAME}['STORE'] = {name!r} is neither 'database', 'redis' "
+            "nor the dotted path of a Store subclass."
+        )
+    return found
+
+
 @cache
 def get_store() -> Store:
     """The configured store, built once per configuration."""
-    name = idempotency_settings.STORE
-    try:
-        store_class = import_string(STORES.get(name, name))
-    except ImportError as exc:
-        raise IdempotencyConfigurationError(
-            f"{SETTINGS_NAME}['STORE'] = {name!r} is neither 'database', 'redis' "
-            "nor the dotted path of a Store class."
-        ) from exc
-    store: Store = store_class.from_settings(idempotency_settings)
-    return store
+    return store_class().from_settings(idempotency_settings)
 
 
 @receiver(setting_changed)

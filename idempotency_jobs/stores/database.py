@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error
 from django.db import IntegrityError, connections, transaction
 from django.db.utils import DataError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from ..exceptions import IdempotencyLeaseLost, IdempotencyStoreUnavailable
+from ..conf import SETTINGS_NAME
 from ..models import IdempotencyKey
 from ..responses import StoredResponse
-from .base import Claim, Existing, Store, new_token
+from .base import Claim, Existing, LeaseLost, Store, new_token, unavailable_on
 
 __all__ = ["DatabaseStore"]
 
@@ -23,13 +24,8 @@ State = IdempotencyKey.State
 # A claim that keeps losing races to takeovers and purges gives up rather than spin.
 CLAIM_ATTEMPTS = 5
 
-
-@contextmanager
-def unavailable_on_error() -> Iterator[None]:
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        raise IdempotencyStoreUnavailable() from exc
+# What the database's client raises when it cannot be reached or gave up waiting.
+UNREACHABLE = (OperationalError, InterfaceError)
 
 
 FIELDS = {field.name: field for field in IdempotencyKey._meta.concrete_fields}
@@ -104,6 +100,17 @@ def _complete_and_commit_sql(alias: str) -> str:
     )
 
 
+def _complete_params(connection: Any, claim: Claim, response: StoredResponse) -> tuple[Any, ...]:
+    return (
+        response.status,
+        connection.ops.adapt_json_value([list(header) for header in response.headers], None),
+        response.body,
+        response.replayable,
+        claim.record_id,
+        claim.token,
+    )
+
+
 def _can_commit_along(connection: Any) -> bool:
     """Whether the COMMIT may ride with our UPDATE: PostgreSQL with client-side binding (a
     query string may then hold two statements), in the outermost ``atomic`` block."""
@@ -124,12 +131,29 @@ def _binds_client_side(raw: Any) -> bool:
 
 
 class DatabaseStore(Store):
+    """Keys in a table of the project's database (``DATABASE_ALIAS``): the outcome commits in
+    the view's own transaction, with its writes or not at all."""
+
+    completes_in_view_transaction = True
+    expires_natively = False
+
     def __init__(self, database_alias: str = "default") -> None:
         self.database_alias = database_alias
 
     @classmethod
     def from_settings(cls, settings: Any) -> DatabaseStore:
         return cls(settings.DATABASE_ALIAS)
+
+    @classmethod
+    def check(cls, settings: Any) -> list[CheckMessage]:
+        if settings.DATABASE_ALIAS not in django_settings.DATABASES:
+            return [
+                Error(
+                    f"{SETTINGS_NAME}['DATABASE_ALIAS'] names no database in DATABASES.",
+                    id="idempotency_jobs.E002",
+                )
+            ]
+        return []
 
     @property
     def keys(self) -> Any:
@@ -138,7 +162,7 @@ class DatabaseStore(Store):
     def claim(
         self, scope: str, key: str, fingerprint: str, *, ttl: timedelta, lease: timedelta
     ) -> Claim | Existing:
-        with unavailable_on_error():
+        with unavailable_on(*UNREACHABLE):
             for _ in range(CLAIM_ATTEMPTS):
                 now = timezone.now()
                 token = new_token()
@@ -162,46 +186,62 @@ class DatabaseStore(Store):
                     return Claim(scope, key, fingerprint, token, row.pk)
         return Existing(fingerprint, completed=False)
 
-    def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
+    def complete(self, claim: Claim, response: StoredResponse) -> None:
         # One UPDATE written out: building it through the ORM took longer than running it.
         connection = connections[self.database_alias]
-        params = (
-            response.status,
-            connection.ops.adapt_json_value([list(header) for header in response.headers], None),
-            response.body,
-            response.replayable,
-            claim.record_id,
-            claim.token,
-        )
-        if last and _can_commit_along(connection):
-            self._complete_and_commit(connection, params)
-            return
+        params = _complete_params(connection, claim, response)
         with connection.cursor() as cursor:
             cursor.execute(_complete_sql(self.database_alias), params)
             updated = cursor.rowcount
         if not updated:
-            raise IdempotencyLeaseLost()
+            raise LeaseLost(f"idempotency key {claim.key!r} was taken over")
 
-    def _complete_and_commit(self, connection: Any, params: tuple[Any, ...]) -> None:
-        """The completion and the view's COMMIT in one round trip (PostgreSQL).
+    def complete_and_commit(self, claim: Claim, response: StoredResponse) -> bool:
+        """The completion and the view's COMMIT in one round trip, where the connection allows
+        it (PostgreSQL binding client-side, the outermost ``atomic`` block); else
+        :meth:`complete`.
 
         The statement fails when the compare-and-set matched no row, and a failing statement
         stops the rest of the query string: the COMMIT never runs, the transaction rolls back.
         """
+        connection = connections[self.database_alias]
+        if not _can_commit_along(connection):
+            self.complete(claim, response)
+            return False
+        params = _complete_params(connection, claim, response)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(_complete_and_commit_sql(self.database_alias), params)
         except DataError as exc:
             if LEASE_LOST in str(exc):
-                raise IdempotencyLeaseLost() from None
+                raise LeaseLost(f"idempotency key {claim.key!r} was taken over") from None
             raise
+        return True
 
     def after_commit(self, claim: Claim, response: StoredResponse) -> None:
         """Nothing left to do: the outcome committed with the view's writes."""
 
     def release(self, claim: Claim) -> None:
         mine = self.keys.filter(pk=claim.record_id, owner_token=claim.token)
-        mine.filter(state=State.IN_PROGRESS).delete()
+        with unavailable_on(*UNREACHABLE):
+            mine.filter(state=State.IN_PROGRESS).delete()
+
+    def purge(
+        self,
+        *,
+        older_than: timedelta | None,
+        now: datetime,
+        batch_size: int,
+        dry_run: bool = False,
+    ) -> Iterator[int]:
+        if dry_run:
+            yield self.keys.purgeable(older_than=older_than, now=now).count()
+            return
+        deleted = 0
+        # Each batch is its own short transaction: never a long lock on the key table.
+        while count := self.keys.purgeable(older_than=older_than, now=now).delete_batch(batch_size):
+            deleted += count
+            yield deleted
 
     def _insert(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta

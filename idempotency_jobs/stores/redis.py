@@ -9,28 +9,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import (
-    IdempotencyConfigurationError,
-    IdempotencyLeaseLost,
-    IdempotencyStoreUnavailable,
-)
+from ..exceptions import IdempotencyConfigurationError
 from ..responses import StoredResponse
-from .base import Claim, Existing, Store, new_token
+from .base import Claim, Existing, LeaseLost, Store, new_token, unavailable_on
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger(__name__)
 
+# The claim state machine of stores/base.py's Store, in Lua: each script runs atomically.
 # KEYS[1]: the record. ARGV: fingerprint, token, ttl ms, lease ms, scope, key.
-# Redis's own clock decides leases, so app servers' clocks need not agree.
+# Redis's own clock decides leases, so app servers' clocks need not agree; PEXPIRE is the TTL.
 CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -75,16 +72,17 @@ end
 return 0
 """
 
-
-@contextmanager
-def unavailable_on_error() -> Iterator[None]:
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise IdempotencyStoreUnavailable() from exc
+# What the Redis client raises when the server cannot be reached or gave up waiting.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 class RedisStore(Store):
+    """Keys in Redis: visible to every process at once, expired by Redis itself; the outcome is
+    written once the view's database transaction has committed."""
+
+    completes_in_view_transaction = False
+    expires_natively = True
+
     def __init__(
         self,
         cache_alias: str = "default",
@@ -118,6 +116,22 @@ class RedisStore(Store):
             database_alias=settings.DATABASE_ALIAS,
         )
 
+    @classmethod
+    def check(cls, settings: Any) -> list[CheckMessage]:
+        alias = settings.CACHE_ALIAS
+        caches: dict[str, Any] = django_settings.CACHES
+        backend = str(caches.get(alias, {}).get("BACKEND", ""))
+        if not backend.startswith("django_redis."):
+            return [
+                Error(
+                    f"The redis store needs CACHES[{alias!r}] to be a django-redis cache; "
+                    f"it is {backend or 'missing'!r}.",
+                    hint="A per-process cache (locmem) cannot give exactly-once across processes.",
+                    id="idempotency_jobs.E003",
+                )
+            ]
+        return []
+
     def record_key(self, scope: str, key: str) -> str:
         digest = hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()
         return f"{self.prefix}:{digest}"
@@ -127,7 +141,7 @@ class RedisStore(Store):
     ) -> Claim | Existing:
         token = new_token()
         args = [fingerprint, token, _ms(ttl), _ms(lease), scope, key]
-        with unavailable_on_error():
+        with unavailable_on(*UNREACHABLE):
             reply = self._claim(keys=[self.record_key(scope, key)], args=args)
         state = _text(reply[0])
         if state == "claimed":
@@ -147,21 +161,21 @@ class RedisStore(Store):
             ),
         )
 
-    def complete(self, claim: Claim, response: StoredResponse, *, last: bool = False) -> None:
+    def complete(self, claim: Claim, response: StoredResponse) -> None:
         """Check that the claim is still ours; ``after_commit`` records the outcome.
 
         A claim already taken over raises here, inside the view's transaction, so its writes
         roll back instead of committing beside the new owner's.
         """
-        with unavailable_on_error():
+        with unavailable_on(*UNREACHABLE):
             owner, state = self.client.hmget(
                 self.record_key(claim.scope, claim.key), ["token", "state"]
             )
         if owner is None or _text(owner) != claim.token or _text(state) != "in_progress":
-            raise IdempotencyLeaseLost()
+            raise LeaseLost(f"idempotency key {claim.key!r} was taken over")
 
     def release(self, claim: Claim) -> None:
-        with unavailable_on_error():
+        with unavailable_on(*UNREACHABLE):
             self._release(keys=[self.record_key(claim.scope, claim.key)], args=[claim.token])
 
     def after_commit(self, claim: Claim, response: StoredResponse) -> None:

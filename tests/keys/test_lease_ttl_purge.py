@@ -12,10 +12,9 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from idempotency_jobs.exceptions import IdempotencyLeaseLost
 from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import Claim, Existing, get_store
+from idempotency_jobs.stores import Claim, Existing, LeaseLost, get_store
 from tests.helpers import (
     CORE_DB,
     KEY,
@@ -117,7 +116,7 @@ def test_old_owner_can_neither_complete_nor_release_after_takeover(settings, sto
     assert isinstance(new, Claim)
     assert new.token != old.token
 
-    with pytest.raises(IdempotencyLeaseLost):
+    with pytest.raises(LeaseLost):
         get_store().complete(old, StoredResponse(201, b"old"))
     get_store().release(old)
     assert claim(store) == Existing("fp", completed=False)  # the new owner's claim survived
@@ -131,7 +130,7 @@ def test_old_owner_can_neither_complete_nor_release_after_takeover(settings, sto
     assert isinstance(found, Existing)
     assert found.completed
     assert found.response == StoredResponse(201, b"new", [("Content-Type", "text/plain")])
-    with pytest.raises(IdempotencyLeaseLost):
+    with pytest.raises(LeaseLost):
         get_store().complete(old, StoredResponse(201, b"old"))
 
 
@@ -154,7 +153,7 @@ def test_takeover_after_a_stale_read_never_reopens_a_completed_key(settings):
 def test_owner_cannot_complete_twice(store):
     owner = claim(store)
     complete(owner, StoredResponse(201, b"first"))
-    with pytest.raises(IdempotencyLeaseLost):
+    with pytest.raises(LeaseLost):
         get_store().complete(owner, StoredResponse(201, b"second"))
     assert claim(store).response.body == b"first"
 

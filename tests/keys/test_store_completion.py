@@ -9,10 +9,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from idempotency_jobs.exceptions import IdempotencyLeaseLost
 from idempotency_jobs.models import IdempotencyKey
 from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import get_store
+from idempotency_jobs.stores import LeaseLost, get_store
 from tests.helpers import CORE_DB, KEY, configure, widgets
 from tests.testapp.models import Widget
 
@@ -36,7 +35,7 @@ def test_last_completion_commits_with_the_views_writes_and_runs_on_commit_hooks(
     with CaptureQueriesContext(connection) as captured, transaction.atomic():
         Widget.objects.create(owner="alice", name="w")
         transaction.on_commit(lambda: hooks.append("ran"))
-        get_store().complete(owner, StoredResponse(201, b"done"), last=True)
+        get_store().complete_and_commit(owner, StoredResponse(201, b"done"))
     sent_along = [q["sql"] for q in captured.captured_queries if q["sql"].endswith("; COMMIT")]
     assert len(sent_along) == (1 if connection.vendor == "postgresql" else 0)
     assert widgets() == 1
@@ -49,16 +48,16 @@ def test_last_completion_after_a_takeover_rolls_the_views_writes_back():
     IdempotencyKey.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     new = claim()
     hooks = []
-    with pytest.raises(IdempotencyLeaseLost), transaction.atomic():
+    with pytest.raises(LeaseLost), transaction.atomic():
         Widget.objects.create(owner="alice", name="w")
         transaction.on_commit(lambda: hooks.append("ran"))
-        get_store().complete(old, StoredResponse(201, b"old"), last=True)
+        get_store().complete_and_commit(old, StoredResponse(201, b"old"))
     assert widgets() == 0
     assert hooks == []
     row = IdempotencyKey.objects.get()
     assert (row.owner_token, row.state) == (new.token, IdempotencyKey.State.IN_PROGRESS)
     with transaction.atomic():  # the connection is fine afterwards
-        get_store().complete(new, StoredResponse(201, b"new"), last=True)
+        get_store().complete_and_commit(new, StoredResponse(201, b"new"))
     assert claim().response.body == b"new"
 
 
@@ -68,7 +67,7 @@ def test_last_completion_inside_an_outer_transaction_leaves_the_commit_to_it():
     with pytest.raises(RuntimeError), transaction.atomic():
         with transaction.atomic():
             Widget.objects.create(owner="alice", name="w")
-            get_store().complete(owner, StoredResponse(201, b"done"), last=True)
+            get_store().complete_and_commit(owner, StoredResponse(201, b"done"))
         raise RuntimeError("the request fails after the view")
     assert widgets() == 0
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.IN_PROGRESS

@@ -8,7 +8,8 @@ from django.db import connections
 from django.utils import timezone
 
 from ...conf import SETTINGS_NAME, idempotency_settings, parse_duration
-from ...models import IdempotencyKey
+from ...stores import get_store, store_class
+from ...stores.database import DatabaseStore
 
 
 def older_than_age(value: str) -> timedelta:
@@ -60,8 +61,13 @@ class Command(BaseCommand):
         age = older_than_age(older_than) if older_than is not None else None
         if age is not None and age <= timedelta(0):
             raise CommandError("--older-than must be longer than zero.")
-        if idempotency_settings.STORE == "redis" and database is None:
-            self.stdout.write("The redis store expires keys by itself; checking the database too.")
+        kind = store_class()
+        if kind.expires_natively and database is None:
+            # Keys it expires by itself; a database store used before may have left rows.
+            self.stdout.write(
+                f"The {idempotency_settings.STORE} store expires keys by itself; checking the "
+                "database too."
+            )
         alias = database or idempotency_settings.DATABASE_ALIAS
         if alias not in connections:
             source = "--database" if database else f"{SETTINGS_NAME}['DATABASE_ALIAS']"
@@ -69,16 +75,15 @@ class Command(BaseCommand):
                 f"Unknown database {alias!r} ({source}): DATABASES has "
                 f"{', '.join(map(repr, connections))}."
             )
-        now = timezone.now()
-        keys = IdempotencyKey.objects.using(alias)
-        if dry_run:
-            count = keys.purgeable(older_than=age, now=now).count()
-            self.stdout.write(f"Would delete {count} idempotency keys.")
-            return
+        # A store that expires keys itself leaves only what a database store left behind.
+        store = DatabaseStore(alias) if kind.expires_natively or database else get_store()
         deleted = 0
-        # Each batch is its own short transaction: never a long lock on the key table.
-        while count := keys.purgeable(older_than=age, now=now).delete_batch(batch_size):
-            deleted += count
-            if verbosity >= 2:
+        for deleted in store.purge(
+            older_than=age, now=timezone.now(), batch_size=batch_size, dry_run=dry_run
+        ):
+            if verbosity >= 2 and not dry_run:
                 self.stdout.write(f"Deleted {deleted} so far...")
-        self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} idempotency keys."))
+        if dry_run:
+            self.stdout.write(f"Would delete {deleted} idempotency keys.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} idempotency keys."))
