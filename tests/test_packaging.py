@@ -4,9 +4,13 @@ URLs, and README links that work away from the repository."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from importlib.metadata import metadata
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -53,3 +57,21 @@ def test_readme_links_are_absolute():
         if link.startswith(REPOSITORY):
             path = re.sub(rf"^{REPOSITORY}/(blob|tree)/main/", "", link).partition("#")[0]
             assert (ROOT / path).exists(), link
+
+
+def test_the_repository_tracks_no_virtualenv_or_symlink():
+    # A worktree's .venv symlink once slipped past `.venv/` in .gitignore (that pattern
+    # matches directories only) and broke every clean clone's `make test`.
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    listing = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    symlinks = [line.split("\t", 1)[1] for line in listing if line.startswith("120000 ")]
+    venvs = [
+        line.split("\t", 1)[1]
+        for line in listing
+        if line.split("\t", 1)[1].split("/", 1)[0].startswith(".venv")
+    ]
+    assert symlinks == []
+    assert venvs == []
