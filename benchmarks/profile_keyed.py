@@ -92,7 +92,7 @@ def main() -> None:
             (views.PlainWidgetViewSet, "create", "  the view"),
             (core.IdempotentRequest, "render", "  render the response"),
             (core.IdempotentRequest, "capture", "  capture it"),
-            (database.DatabaseStore, "complete", "  complete (UPDATE + COMMIT)"),
+            (database.DatabaseStore, "complete_and_commit", "  complete (UPDATE + COMMIT)"),
         ]
         for owner, name, label in phases:
             timed(owner, name, label, times)
@@ -127,6 +127,8 @@ def main() -> None:
             print(f"  {label:44s} {statistics.median(values) * 1e6:8.0f} us")
         for label in [label for _, _, label in phases] + ["the view, unkeyed"]:
             values = times[label][-args.requests :]
+            if not values:  # a renamed phase: say which, rather than a median of nothing
+                raise SystemExit(f"profile_keyed: no request went through {label.strip()!r}")
             print(f"  {label:44s} {statistics.median(values) * 1e6:8.0f} us")
         print(f"  {'fingerprint alone, outside a request':44s} {fingerprint_alone() * 1e6:8.0f} us")
         if args.pyinstrument:
