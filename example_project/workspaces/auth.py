@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,9 +23,27 @@ __all__ = [
     "ApiKeyAuthentication",
     "ApiKeyBasicAuthentication",
     "HasWorkspace",
+    "UnsupportedAuthorizationScheme",
     "WorkspacePrincipal",
     "workspace_scope",
 ]
+
+
+SCHEMES = (b"bearer", b"basic")
+# Every 401 offers both: a client learns from any of them how to send its key (RFC 9110 §11.6.1).
+CHALLENGES = 'Bearer realm="api", Basic realm="api"'
+USAGE = (
+    "Send the API key as Authorization: Bearer <key>, or with HTTP Basic as the user name and an "
+    "empty password."
+)
+SCHEME_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31}")
+
+
+class UnsupportedAuthorizationScheme(AuthenticationFailed):
+    """An ``Authorization`` header neither ``Bearer`` nor ``Basic`` (``Token <key>``, a key)."""
+
+    default_detail = "The Authorization header has no scheme this API accepts. " + USAGE
+    default_code = "unsupported_authorization_scheme"
 
 
 @dataclass(frozen=True)
@@ -47,12 +66,19 @@ class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer mrk_…`` (Mailrith)."""
 
     scheme = b"bearer"
+    missing = "No API key after Bearer: send Authorization: Bearer <key>."
 
     def authenticate(self, request: Request) -> tuple[WorkspacePrincipal, ApiKey] | None:
-        scheme, _, credentials = get_authorization_header(request).partition(b" ")
+        header = get_authorization_header(request).strip()
+        scheme, _, credentials = header.partition(b" ")
+        if header and scheme.lower() not in SCHEMES:
+            raise _unsupported(scheme, credentials)
         if scheme.lower() != self.scheme:
             return None
-        key = ApiKey.objects.authenticate(self.secret(credentials.strip()))
+        secret = self.secret(credentials.strip())
+        if not secret:
+            raise AuthenticationFailed(self.missing, code="invalid_api_key")
+        key = ApiKey.objects.authenticate(secret)
         if key is None:
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         return WorkspacePrincipal(key.workspace), key
@@ -61,19 +87,26 @@ class ApiKeyAuthentication(BaseAuthentication):
         return _text(credentials)
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
+        return CHALLENGES
 
 
 class ApiKeyBasicAuthentication(ApiKeyAuthentication):
     """HTTP Basic with the key as user name and an empty password (Stannp's ``curl -u KEY:``)."""
 
     scheme = b"basic"
+    missing = "No API key in the Basic credentials: send it as the user name."
 
     def secret(self, credentials: bytes) -> str:
-        return _basic_user(credentials)
+        return _basic_user(credentials) if credentials else ""
 
-    def authenticate_header(self, request: Request) -> str:
-        return 'Basic realm="api"'
+
+def _unsupported(scheme: bytes, credentials: bytes) -> UnsupportedAuthorizationScheme:
+    """Names the scheme that was sent, never a bare key (a secret) sent without one."""
+    if credentials.strip() and SCHEME_NAME.fullmatch(scheme):
+        return UnsupportedAuthorizationScheme(
+            f"This API does not accept the {scheme.decode()} scheme. {USAGE}"
+        )
+    return UnsupportedAuthorizationScheme()
 
 
 def _text(raw: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from example_project.subscribers.models import Subscriber
+from example_project.workspaces.auth import CHALLENGES
 from example_project.workspaces.models import ApiKey, Workspace
 from tests.example.test_support import basic, bearer, export_media, make_key, workspace_client
 
@@ -78,9 +80,85 @@ def test_wrong_or_missing_key_is_a_401_problem(header: str | None) -> None:
     answer = APIClient().get(SUBSCRIBERS, **headers)
     assert answer.status_code == 401
     assert answer["Content-Type"] == "application/problem+json"
-    assert answer["WWW-Authenticate"] == 'Bearer realm="api"'
+    # Every 401 offers both schemes the API takes (it offered only Bearer before issue 13).
+    assert answer["WWW-Authenticate"] == CHALLENGES
     problem = answer.json()
-    assert problem["status"] == 401 and problem["code"] in {"invalid_api_key", "not_authenticated"}
+    assert problem["status"] == 401 and problem["code"] in {
+        "invalid_api_key",
+        "not_authenticated",
+        "unsupported_authorization_scheme",
+    }
+
+
+USAGE = (
+    "Send the API key as Authorization: Bearer <key>, or with HTTP Basic as the user name and an "
+    "empty password."
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "code", "detail"),
+    [
+        pytest.param(
+            "Token {secret}",
+            "unsupported_authorization_scheme",
+            "This API does not accept the Token scheme. " + USAGE,
+            id="token scheme",
+        ),
+        pytest.param(
+            "{secret}",
+            "unsupported_authorization_scheme",
+            "The Authorization header has no scheme this API accepts. " + USAGE,
+            id="bare key",
+        ),
+        pytest.param(
+            "Bearer",
+            "invalid_api_key",
+            "No API key after Bearer: send Authorization: Bearer <key>.",
+            id="empty bearer",
+        ),
+        pytest.param(
+            "Bearer   ",
+            "invalid_api_key",
+            "No API key after Bearer: send Authorization: Bearer <key>.",
+            id="blank bearer",
+        ),
+        pytest.param(
+            "Basic " + base64.b64encode(b":").decode(),
+            "invalid_api_key",
+            "No API key in the Basic credentials: send it as the user name.",
+            id="empty basic user",
+        ),
+        pytest.param("Bearer {secret}x", "invalid_api_key", "Invalid API key.", id="wrong key"),
+        pytest.param(
+            None,
+            "not_authenticated",
+            "Authentication credentials were not provided.",
+            id="no header",
+        ),
+    ],
+)
+def test_each_401_says_how_to_send_the_key(
+    make_key: Callable[..., str], header: str | None, code: str, detail: str
+) -> None:
+    """Issue 13 item 7: ``Token <key>`` and a bare key were "Authentication credentials were not
+    provided.", which sent callers looking for a missing header instead of a wrong scheme."""
+    secret = make_key()
+    headers = {} if header is None else {"HTTP_AUTHORIZATION": header.format(secret=secret)}
+    answer = APIClient().get(SUBSCRIBERS, **headers)
+    assert answer.status_code == 401
+    assert answer["WWW-Authenticate"] == 'Bearer realm="api", Basic realm="api"'
+    problem = answer.json()
+    assert (problem["status"], problem["code"], problem["detail"]) == (401, code, detail)
+    assert secret not in answer.content.decode()
+
+
+def test_an_unsupported_scheme_is_not_echoed_unless_it_looks_like_one() -> None:
+    answer = APIClient().get(SUBSCRIBERS, HTTP_AUTHORIZATION="<script>x</script> abc")
+    assert answer.status_code == 401
+    assert answer.json()["detail"] == (
+        "The Authorization header has no scheme this API accepts. " + USAGE
+    )
 
 
 def test_a_tampered_or_revoked_key_is_refused(make_key: Callable[..., str]) -> None:
