@@ -179,6 +179,8 @@ IDEMPOTENCY_JOBS: dict[str, Any] = {
     "STORE": IDEMPOTENCY_STORE,
     "CACHE_ALIAS": "redis" if IDEMPOTENCY_STORE == "redis" else "default",
     "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
+    # Each problem's ``type`` is /problems/#<code>: docs/problems.md, served by urls.py.
+    "PROBLEM_TYPE_BASE": "/problems/",
 }
 
 # Django 6.0 and newer include the tasks framework (django.tasks); on Django 5.2 it is the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_KEY_COLUMN = IdempotencyKey._meta.get_field("key").max_length
 # Zero is a meaning of its own here: no least gap, every progress report is written.
 MAY_BE_ZERO = frozenset({"JOB_PROGRESS_INTERVAL"})
+# An absolute URI or an absolute path, without a fragment: each problem's code becomes one.
+PROBLEM_TYPE_BASE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:|/)[^\s#]*")
 
 
 @register(Tags.compatibility)
@@ -34,6 +37,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     errors += _check_store()
     errors += _check_keys()
+    errors += _check_problem_type_base()
     duration_errors, bad_durations = _check_durations()
     errors += duration_errors
     methods = {method.upper() for method in idempotency_settings.METHODS}
@@ -97,6 +101,21 @@ def _check_store() -> list[CheckMessage]:
     except IdempotencyConfigurationError as exc:
         return [Error(str(exc), id="idempotency_jobs.E010")]
     return found.check(idempotency_settings)
+
+
+def _check_problem_type_base() -> list[CheckMessage]:
+    base = idempotency_settings.PROBLEM_TYPE_BASE
+    if base is None or (isinstance(base, str) and PROBLEM_TYPE_BASE.fullmatch(base)):
+        return []
+    return [
+        Error(
+            f"{SETTINGS_NAME}['PROBLEM_TYPE_BASE'] must be None or a URI without a fragment; "
+            f"it is {base!r}.",
+            hint="E.g. 'https://docs.example.com/problems/' or '/problems/': each problem's "
+            "type is then that address + '#' + its code.",
+            id="idempotency_jobs.E011",
+        )
+    ]
 
 
 def _check_keys() -> list[CheckMessage]:

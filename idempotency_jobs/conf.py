@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "IN_FLIGHT": "conflict",
     "WAIT_TIMEOUT": timedelta(seconds=10),
     "RETRY_AFTER": 1,
+    # A problem's ``type``: None, "about:blank"; else this + "#" + its code (docs/problems.md).
+    "PROBLEM_TYPE_BASE": None,
     # Jobs.
     "JOB_TASK_BACKEND": "default",
     "JOB_QUEUE_NAME": "default",

@@ -7,13 +7,19 @@ catch one base. ``code`` is stable: clients branch on it, never on ``title`` or 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import exception_handler
+
+from .conf import idempotency_settings
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -29,12 +35,42 @@ __all__ = [
     "IdempotencyReplayNotAcceptable",
     "IdempotencyScopeMissing",
     "IdempotencyStoreUnavailable",
+    "ProblemResponse",
+    "problem_details",
     "problem_exception_handler",
+    "problem_json",
     "problem_response",
+    "problem_type",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://idempotency-jobs.readthedocs.io/problems/"
+
+
+def problem_type(code: str) -> str:
+    """``about:blank``; with ``PROBLEM_TYPE_BASE`` set, the anchor of ``code`` on the page
+    that documents it (docs/problems.md)."""
+    base = idempotency_settings.PROBLEM_TYPE_BASE
+    return f"{base}#{code}" if base else "about:blank"
+
+
+def problem_details(
+    status: int, code: str, detail: str, title: str | None = None, **members: Any
+) -> dict[str, Any]:
+    """The body of every problem answer, the library's and the exception handler's alike."""
+    return {
+        "type": problem_type(code),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **members,
+    }
+
+
+def problem_json(problem: Mapping[str, Any]) -> bytes:
+    """The one JSON rendering of problem details: compact and UTF-8, as DRF renders JSON."""
+    text = json.dumps(problem, cls=JSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    return text.encode()
 
 
 class IdempotencyConfigurationError(ImproperlyConfigured):
@@ -53,14 +89,7 @@ class IdempotencyError(exceptions.APIException):
 
     @property
     def problem(self) -> dict[str, Any]:
-        code = self.default_code
-        return {
-            "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
-            "title": self.title,
-            "status": self.status_code,
-            "detail": str(self.detail),
-            "code": code,
-        }
+        return problem_details(self.status_code, self.default_code, str(self.detail), self.title)
 
 
 class IdempotencyKeyInvalid(IdempotencyError):
@@ -148,14 +177,30 @@ class IdempotencyStoreUnavailable(IdempotencyError):
     default_code = "idempotency_store_unavailable"
 
 
-def problem_response(exc: IdempotencyError) -> HttpResponse:
-    """Render an idempotency error as ``application/problem+json``."""
-    response = HttpResponse(
-        json.dumps(exc.problem), status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE
+def problem_response(
+    problem: IdempotencyError | Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> HttpResponse:
+    """An idempotency error, or a body from :func:`problem_details`, as
+    ``application/problem+json``."""
+    if isinstance(problem, IdempotencyError):
+        headers = {**problem.headers, **(headers or {})}
+        problem = problem.problem
+    return HttpResponse(
+        problem_json(problem),
+        status=problem["status"],
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
     )
-    for name, value in exc.headers.items():
-        response[name] = value
-    return response
+
+
+class ProblemResponse(Response):
+    """A DRF ``Response`` of problem details: rendered by :func:`problem_json` whatever renderer
+    the request negotiated, so that a browser gets the same bytes as a JSON client."""
+
+    @property
+    def rendered_content(self) -> bytes:  # type: ignore[override]  # Django's stub says str
+        self["Content-Type"] = PROBLEM_CONTENT_TYPE
+        return problem_json(self.data)
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
@@ -170,23 +215,23 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
+    headers = {name: value for name, value in response.items() if name.lower() != "content-type"}
     if isinstance(exc, IdempotencyError):
         problem = exc.problem
+        headers.update(exc.headers)
     else:
         data = response.data
         detail = data.get("detail") if isinstance(data, dict) else None
-        problem = {
-            "type": "about:blank",
-            "title": response.status_text,
-            "status": response.status_code,
-            "detail": str(detail) if detail is not None else "The request is invalid.",
-            "code": _code_of(exc),
-        }
+        problem = problem_details(
+            response.status_code,
+            _code_of(exc),
+            str(detail) if detail is not None else "The request is invalid.",
+        )
         if detail is None:
             problem["errors"] = data
-    response.data = problem
-    response.content_type = PROBLEM_CONTENT_TYPE
-    return response
+    return ProblemResponse(
+        problem, status=response.status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 def _code_of(exc: exceptions.APIException) -> str:

@@ -106,7 +106,8 @@ def _problem_component(registry: ComponentRegistry) -> dict[str, Any]:
             "type": "object",
             "description": "RFC 9457 problem details; branch on `code`.",
             "properties": {
-                "type": {"type": "string", "format": "uri"},
+                # ``uri-reference``: ``PROBLEM_TYPE_BASE`` may be a path (``/problems/#code``).
+                "type": {"type": "string", "format": "uri-reference"},
                 "title": {"type": "string"},
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},

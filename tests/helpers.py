@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connections
+from rest_framework import exceptions as drf_exceptions
 from rest_framework.test import APIClient
 
-from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE, problem_json, problem_type
 from idempotency_jobs.models import IdempotencyKey
 from tests.testapp.models import Widget
 from tests.testapp.views import Gate
@@ -85,7 +89,8 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     problem: dict[str, Any] = json.loads(response.content)
     assert problem["status"] == status
     assert problem["code"] == code
-    assert problem["type"].endswith(code.replace("_", "-"))
+    assert problem["type"] == problem_type(code)
+    assert response.content == problem_json(problem)  # one rendering for every problem
     assert problem["title"]
     assert problem["detail"]
     assert not is_replay(response)
@@ -193,3 +198,52 @@ JOB_FIELDS = {
     "result",
     "error",
 }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBLEMS_PAGE = ROOT / "docs" / "problems.md"
+# DRF's exceptions: problem_exception_handler answers each with its ``default_code``.
+DRF_EXCEPTIONS = {
+    name: cls
+    for name, cls in vars(drf_exceptions).items()
+    if isinstance(cls, type) and issubclass(cls, drf_exceptions.APIException)
+}
+
+
+def documented_codes() -> set[str]:
+    """The codes with a section (``### code``) in docs/problems.md."""
+    return set(re.findall(r"^### (\w+)$", PROBLEMS_PAGE.read_text(), flags=re.MULTILINE))
+
+
+def emittable_codes(package: str) -> set[str]:
+    """Every problem ``code`` the sources under ``package`` can answer, read from their syntax:
+    each exception class's ``default_code``, each ``code=`` given to a DRF exception (but
+    ``ValidationError``, whose codes are its fields' and whose problem is ``invalid``), and
+    each code given to ``problem_details``. A code that is not a literal fails the test, but
+    in exceptions.py, whose calls forward the codes of the exception classes."""
+    codes: set[str] = set()
+    for source in sorted((ROOT / package).rglob("*.py")):
+        forwards = source == ROOT / "idempotency_jobs" / "exceptions.py"
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "default_code"
+                for target in node.targets
+            ):
+                codes.add(_literal(node.value, source))
+            if not isinstance(node, ast.Call):
+                continue
+            callee = node.func
+            name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+            given = {keyword.arg: keyword.value for keyword in node.keywords}
+            if name == "problem_details" and not forwards:
+                codes.add(_literal(given.get("code") or node.args[1], source))
+            elif name in DRF_EXCEPTIONS and name != "ValidationError" and "code" in given:
+                codes.add(_literal(given["code"], source))
+    return codes
+
+
+def _literal(node: ast.expr, source: Path) -> str:
+    assert isinstance(node, ast.Constant) and isinstance(node.value, str), (
+        f"{source}:{node.lineno}: a problem code must be a string literal, to be documented"
+    )
+    return node.value

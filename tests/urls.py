@@ -36,7 +36,9 @@ urlpatterns += [
 ]
 
 # Added for the example project's tests: its API under the same paths as in the service.
-urlpatterns += [path("", include("example_project.api_urls"))]
+from example_project.problems import problems  # noqa: E402
+
+urlpatterns += [path("", include("example_project.api_urls")), path("problems/", problems)]
 
 # Added for the jobs test suite.
 from tests.testapp.jobs import WidgetJobViewSet  # noqa: E402
