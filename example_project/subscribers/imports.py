@@ -16,6 +16,7 @@ does not grow with the row count:
 
 from __future__ import annotations
 
+import _csv
 import csv
 import functools
 import io
@@ -63,7 +64,12 @@ MESSAGES = {
 
 
 class CsvProblem(ValueError):
-    """The CSV or its mappings can't be imported at all: a 400 when the job is created."""
+    """The CSV or its mappings can't be imported at all: a 400 when the job is created, reported
+    under ``field``, the member of the body the client has to change."""
+
+    def __init__(self, message: str, *, field: str = "csv_text") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Progress(Protocol):
@@ -112,11 +118,12 @@ class ImportPlan:
             kind = mapping["field"]["type"]
             if column not in index:
                 raise CsvProblem(
-                    f"Mapped column {column!r} is not in the CSV header (columns: {_some(named)})."
+                    f"Mapped column {column!r} is not in the CSV header (columns: {_some(named)}).",
+                    field="mappings",
                 )
             target = f"custom:{mapping['field']['key']}" if kind == "custom" else kind
             if target in targets:
-                raise CsvProblem(f"Two mappings write the same field ({target}).")
+                raise CsvProblem(f"Two mappings write the same field ({target}).", field="mappings")
             targets.add(target)
             if kind == "email":
                 email.append((index[column], column))
@@ -125,7 +132,7 @@ class ImportPlan:
             else:
                 fields.append(MappedValue(kind, "", index[column], column))
         if not email:
-            raise CsvProblem("No column is mapped to the email field.")
+            raise CsvProblem("No column is mapped to the email field.", field="mappings")
         return cls(len(columns), email[0], (*fields, *custom))
 
 
@@ -146,6 +153,7 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
     if "\x00" in csv_text:
         raise CsvProblem("csv_text contains a NUL character.")
     rows = _reader(io.StringIO(csv_text, newline=""))
+    line = 0  # the last physical line of the last whole record read
     try:
         header = next(rows, [])
         if len(header) > (most := setting("SUBSCRIBER_IMPORT_MAX_COLUMNS")):
@@ -153,14 +161,17 @@ def check_csv(csv_text: str, mappings: Sequence[dict[str, Any]]) -> int:
         plan = ImportPlan.build(header, mappings)
         ragged: list[int] = []
         ragged_count = 0
-        number = 1
+        number, line = 1, rows.line_num
         for number, row in enumerate(rows, start=2):
+            line = rows.line_num  # the last physical line of this record
             if row and len(row) != plan.width:
                 ragged_count += 1
                 if len(ragged) < MAX_REPORTED_RAGGED_ROWS:
                     ragged.append(number)
     except csv.Error as exc:
-        raise CsvProblem(f"csv_text is not valid CSV: {exc}.") from None
+        raise CsvProblem(
+            f"csv_text is not valid CSV (the record starting on line {line + 1}): {exc}."
+        ) from None
     if ragged_count:
         shown = ", ".join(map(str, ragged)) + (", …" if ragged_count > len(ragged) else "")
         raise CsvProblem(
@@ -267,7 +278,7 @@ def _some(names: list[str], shown: int = 10) -> str:
     return f"{', '.join(names[:shown])}, … {len(names)} in all"
 
 
-def _reader(csv_file: Iterable[str]) -> Iterator[list[str]]:
+def _reader(csv_file: Iterable[str]) -> _csv.Reader:
     return csv.reader(csv_file, strict=True)
 
 

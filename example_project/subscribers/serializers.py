@@ -97,7 +97,7 @@ class SubscriberImportSerializer(serializers.Serializer[Any]):
         try:
             rows = check_csv(attrs["csv_text"], attrs["mappings"])
         except CsvProblem as exc:
-            raise serializers.ValidationError({"csv_text": str(exc)}, code="invalid_csv") from None
+            raise serializers.ValidationError({exc.field: str(exc)}, code="invalid_csv") from None
         return {**attrs, "csv_rows": rows}
 
 

@@ -353,11 +353,13 @@ BAD_CSVS = {
         "Email,Name\na@example.com,A\n",
         [{"csv_column": "Mail", "field": {"type": "email"}}],
         "Mapped column 'Mail' is not in the CSV header",
+        "mappings",
     ),
     "no email mapping": (
         "Email,Name\na@example.com,A\n",
         [{"csv_column": "Name", "field": {"type": "name"}}],
         "No column is mapped to the email field",
+        "mappings",
     ),
     "duplicate columns": (
         "Email,Name,Email\na@example.com,A,b@example.com\n",
@@ -374,13 +376,28 @@ BAD_CSVS = {
         MAPPINGS,
         "Null characters are not allowed",
     ),
-    "unterminated quote": ('Email,Name\na@example.com,"Ada\n', MAPPINGS, "not valid CSV"),
+    "unterminated quote": (
+        'Email,Name\na@example.com,"Ada\n',
+        MAPPINGS,
+        "not valid CSV (the record starting on line 2): unexpected end of data",
+    ),
     "empty": ("", MAPPINGS, "This field may not be blank"),
     "no header": ("\n\n", MAPPINGS, "no header row"),
     "two email mappings": (
         "Email,Name\na@example.com,A\n",
         [*MAPPINGS, {"csv_column": "Name", "field": {"type": "email"}}],
         "Two mappings write the same field (email)",
+        "mappings",
+    ),
+    "unterminated quote in the header": (
+        'Email,"Name\na@example.com,A\n',
+        MAPPINGS,
+        "not valid CSV (the record starting on line 1): unexpected end of data",
+    ),
+    "unterminated quote on a later line": (
+        'Email,Name\na@example.com,A\nb@example.com,"B\nc@example.com,C\n',
+        MAPPINGS,
+        "not valid CSV (the record starting on line 3): unexpected end of data",
     ),
 }
 
@@ -389,7 +406,7 @@ BAD_CSVS = {
 def test_bad_csv_is_a_400_problem_at_creation(
     workspace_client: Callable[..., APIClient], case: str
 ) -> None:
-    csv_text, mappings, message = BAD_CSVS[case]
+    csv_text, mappings, message, *reported_under = BAD_CSVS[case]
     answer = create_import(
         workspace_client(),
         csv_text,
@@ -400,6 +417,9 @@ def test_bad_csv_is_a_400_problem_at_creation(
     assert answer["Content-Type"] == "application/problem+json"
     problem = answer.json()
     assert problem["status"] == 400 and problem["code"] == "invalid"
+    # under the member the client has to change (issue 13 item 7)
+    field = reported_under[0] if reported_under else "csv_text"
+    assert list(problem["errors"]) == [field]
     assert message in json.dumps(problem["errors"], ensure_ascii=False)
     assert not Job.objects.exists()
 
@@ -481,7 +501,7 @@ def test_a_missing_mapped_column_lists_a_few_of_the_columns(
 ) -> None:
     mappings = [{"csv_column": "Mail", "field": {"type": "email"}}]
     answer = create_import(workspace_client(), wide_csv(MAX_COLUMNS), mappings)
-    (message,) = answer.json()["errors"]["csv_text"]
+    (message,) = answer.json()["errors"]["mappings"]
     assert message.startswith("Mapped column 'Mail' is not in the CSV header (columns: Email, ")
     assert message.endswith(f", … {MAX_COLUMNS} in all).")
     assert len(message) < 500
