@@ -49,7 +49,10 @@ def hold(request: Request) -> None:
     if not name:
         return
     directory = Path(settings.RELIABILITY_HOLD_DIR)
-    (directory / f"{name}.held").write_text(str(os.getpid()))
+    # Written whole, then renamed: a test polling for the marker never reads it half written.
+    partial = directory / f"{name}.held.partial"
+    partial.write_text(str(os.getpid()))
+    partial.replace(directory / f"{name}.held")
     release = directory / f"{name}.release"
     deadline = time.monotonic() + HOLD_LIMIT
     while not release.exists() and time.monotonic() < deadline:
