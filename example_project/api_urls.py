@@ -23,13 +23,13 @@ router.register(
 urlpatterns = [
     path("v1/subscribers", SubscriberListView.as_view(), name="subscriber-list"),
     path(
-        "v1/jobs/subscriber-exports/<str:job_id>/file",
+        "v1/jobs/subscriber-exports/<str:id>/file",
         SubscriberExportFileView.as_view(),
         name="subscriber-export-file",
     ),
     path("", include(router.urls)),
     path("api/v1/letters/create", LetterCreateView.as_view(), name="letter-create"),
-    path("api/v1/letters/get/<str:letter_id>", LetterDetailView.as_view(), name="letter-detail"),
+    path("api/v1/letters/get/<str:id>", LetterDetailView.as_view(), name="letter-detail"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -158,6 +158,19 @@ SPECTACULAR_SETTINGS = {
         "endpoint, both safe to retry with idempotency keys."
     ),
     "VERSION": "1.0.0",
+    # One tag per resource (each operation names its own).
+    "TAGS": [
+        {"name": "subscribers", "description": "The workspace's subscribers."},
+        {
+            "name": "subscriber-imports",
+            "description": "Asynchronous imports of subscribers from CSV text: a job per import.",
+        },
+        {
+            "name": "subscriber-exports",
+            "description": "Asynchronous exports of subscribers to CSV: a job, then its file.",
+        },
+        {"name": "letters", "description": "Letters, as Stannp's Direct Mail API takes them."},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

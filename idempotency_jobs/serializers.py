@@ -10,8 +10,11 @@ __all__ = ["JobSerializer"]
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):
-    """``{"id", "object", "status", "created_at", "started_at", "finished_at", "progress",
-    "result", "error"}``; ``object`` is the job kind's JSON name (``JobKind.object``)."""
+    """An asynchronous job: `status` moves from `queued` through `running` to `succeeded` or
+    `failed`; `progress` is what it reported last, `result` or `error` its outcome."""
+
+    # Its docstring is the job's description in OpenAPI documents (Markdown). ``object`` is
+    # the job kind's JSON name (JobKind.object).
 
     object = serializers.SerializerMethodField()
 

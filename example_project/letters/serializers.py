@@ -64,7 +64,9 @@ class LetterCreateSerializer(serializers.Serializer[Any]):
     # Letter.template is a PositiveIntegerField: 2**31 - 1 at most on every database.
     template = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     background = serializers.URLField(max_length=2000, required=False, allow_blank=True)
-    pages = serializers.CharField(max_length=100_000, required=False, trim_whitespace=False)
+    pages = serializers.CharField(
+        min_length=1, max_length=100_000, required=False, trim_whitespace=False
+    )
     file = serializers.URLField(max_length=2000, required=False)
     recipient = RecipientSerializer()
     tags = serializers.CharField(max_length=255, required=False, allow_blank=True)

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from example_project.openapi import LETTER_EXAMPLES, not_found
 from example_project.parsers import JSONParser
 from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.drf import IdempotencyMixin
@@ -48,6 +49,9 @@ class LetterCreateView(WorkspaceAPIMixin, IdempotencyMixin, APIView):
 
     @extend_schema(
         operation_id="letters_create",
+        summary="Create a letter",
+        tags=["letters"],
+        examples=LETTER_EXAMPLES,
         request={
             "application/x-www-form-urlencoded": LetterCreateSerializer,
             "application/json": LetterCreateSerializer,
@@ -84,11 +88,16 @@ class LetterCreateView(WorkspaceAPIMixin, IdempotencyMixin, APIView):
 
 
 class LetterDetailView(WorkspaceAPIMixin, APIView):
-    @extend_schema(operation_id="letters_get", responses={200: LETTER_RESPONSE})
-    def get(self, request: Request, letter_id: str) -> Response:
-        if not (letter_id.isascii() and letter_id.isdigit() and len(letter_id) <= 18):
+    @extend_schema(
+        operation_id="letters_get",
+        summary="Get a letter",
+        tags=["letters"],
+        responses={200: LETTER_RESPONSE, **not_found("No letter of this workspace has this id.")},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        if not (id.isascii() and id.isdigit() and len(id) <= 18):
             raise NotFound("No such letter.")
-        letter = Letter.objects.filter(workspace=self.workspace, pk=int(letter_id)).first()
+        letter = Letter.objects.filter(workspace=self.workspace, pk=int(id)).first()
         if letter is None:
             raise NotFound("No such letter.")
         return Response({"success": True, "data": letter_data(letter)})

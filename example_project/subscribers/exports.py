@@ -120,7 +120,7 @@ def export_subscribers(
         if os.path.exists(path):
             os.unlink(path)
     run.progress(rows_total=total, rows_written=rows)
-    url = reverse("subscriber-export-file", kwargs={"job_id": str(job_id)})
+    url = reverse("subscriber-export-file", kwargs={"id": str(job_id)})
     return {
         "row_count": rows,
         "fields": list(fields),

@@ -84,7 +84,7 @@ class SubscriberImportSerializer(serializers.Serializer[Any]):
     result count the header as row 1.
     """
 
-    csv_text = serializers.CharField(trim_whitespace=False)
+    csv_text = serializers.CharField(trim_whitespace=False, min_length=1)
     mappings: serializers.ListSerializer[Any] = serializers.ListSerializer(
         child=MappingSerializer(),
         allow_empty=False,
@@ -106,6 +106,7 @@ class ExportFiltersSerializer(serializers.Serializer[Any]):
         child=serializers.ChoiceField(choices=Subscriber.Status.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
     )
     created_after = serializers.DateTimeField(required=False, help_text="Inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="Exclusive.")
@@ -146,6 +147,7 @@ class SubscriberExportSerializer(serializers.Serializer[Any]):
         child=ExportFieldField(),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=50,
         help_text=f"Columns, in order. Default: {', '.join(DEFAULT_FIELDS)}.",
     )

@@ -9,12 +9,13 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from example_project.openapi import MAILRITH_IMPORT_EXAMPLE, not_found
 from example_project.workspaces.api import WorkspaceAPIMixin
 from idempotency_jobs.jobs import JobViewSet
 from idempotency_jobs.models import Job
@@ -40,14 +41,43 @@ __all__ = [
 
 
 class SubscriberPagination(PageNumberPagination):
+    """``?page_size=`` from 1 to 1000, else a 400 (DRF would quietly use its default, or cap
+    it); empty means the default, as an empty filter filters nothing."""
+
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+    page_size_message = f"A whole number from 1 to {max_page_size} (default {page_size})."
+
+    def get_page_size(self, request: Request) -> int:
+        value = request.query_params.get(self.page_size_query_param, "").strip()
+        if not value:
+            return self.page_size
+        digits = len(str(self.max_page_size))  # int() of thousands of digits is an error
+        whole = value.isascii() and value.isdigit() and len(value) <= digits
+        if not (whole and 1 <= int(value) <= self.max_page_size):
+            raise ValidationError({self.page_size_query_param: [self.page_size_message]})
+        return int(value)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = self.page_size_message
+                most = self.max_page_size
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": most}
+        return parameters
 
 
-@extend_schema_view(get=extend_schema(parameters=[SubscriberListFiltersSerializer]))
+@extend_schema_view(
+    get=extend_schema(
+        summary="List subscribers",
+        tags=["subscribers"],
+        parameters=[SubscriberListFiltersSerializer],
+    )
+)
 class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
-    """The workspace's subscribers, oldest first; ``?status=`` and ``?email=`` filter."""
+    """The workspace's subscribers, oldest first; `?status=` and `?email=` filter."""
 
     serializer_class = SubscriberSerializer
     pagination_class = SubscriberPagination
@@ -67,12 +97,16 @@ class SubscriberListView(WorkspaceAPIMixin, generics.ListAPIView[Subscriber]):
 @extend_schema_view(
     create=extend_schema(
         summary="Create a subscriber import job",
+        tags=["subscriber-imports"],
         description="Queues an asynchronous subscriber import from CSV text.",
         request=SubscriberImportSerializer,
+        examples=[MAILRITH_IMPORT_EXAMPLE],
     ),
     retrieve=extend_schema(
         summary="Get a subscriber import job",
+        tags=["subscriber-imports"],
         description="Returns the current state of a previously created import job.",
+        responses={200: JobSerializer, **not_found("No import job of this workspace has this id.")},
     ),
 )
 class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
@@ -92,8 +126,10 @@ class SubscriberImportJobViewSet(WorkspaceAPIMixin, JobViewSet):
 
 
 class SubscriberExportJobSerializer(JobSerializer):
-    """The download ``url`` absolute, like the job's ``Location``: the worker that wrote the
-    result knows no host (unless ``PUBLIC_BASE_URL`` names one), the request does."""
+    """An export job; when it has succeeded, `result.url` is where its CSV is."""
+
+    # The download url is made absolute, like the job's Location: the worker that wrote the
+    # result knows no host (unless PUBLIC_BASE_URL names one), the request does.
 
     def to_representation(self, instance: Job) -> dict[str, Any]:
         data: dict[str, Any] = super().to_representation(instance)
@@ -106,12 +142,18 @@ class SubscriberExportJobSerializer(JobSerializer):
 @extend_schema_view(
     create=extend_schema(
         summary="Create a subscriber export job",
+        tags=["subscriber-exports"],
         description="Queues an asynchronous subscriber export for the authenticated workspace.",
         request=SubscriberExportSerializer,
     ),
     retrieve=extend_schema(
         summary="Get a subscriber export job",
+        tags=["subscriber-exports"],
         description="Returns the current state of a previously created export job.",
+        responses={
+            200: SubscriberExportJobSerializer,
+            **not_found("No export job of this workspace has this id."),
+        },
     ),
 )
 class SubscriberExportJobViewSet(WorkspaceAPIMixin, JobViewSet):
@@ -124,13 +166,15 @@ class SubscriberExportFileView(WorkspaceAPIMixin, APIView):
 
     @extend_schema(
         summary="Download a subscriber export",
+        tags=["subscriber-exports"],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The CSV file."),
+            **not_found("No finished export of this workspace has this id."),
         },
     )
-    def get(self, request: Request, job_id: str) -> FileResponse:
+    def get(self, request: Request, id: str) -> FileResponse:
         try:
-            pk = uuid.UUID(job_id)
+            pk = uuid.UUID(id)
         except ValueError:
             raise NotFound("No such export.") from None
         finished = Job.objects.for_owner(self.workspace.scope).filter(

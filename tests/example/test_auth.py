@@ -186,3 +186,29 @@ def test_subscriber_list_is_paginated_and_filtered(
     assert api.get(SUBSCRIBERS, {"email": "S3@Example.com"}).json()["results"][0]["email"] == (
         "s3@example.com"
     )
+
+
+@pytest.mark.parametrize("value", ["null", "0", "-3", "1001", "ten", "2.5", "1e3", "9" * 5000])
+def test_a_page_size_that_is_not_1_to_1000_is_a_400_naming_it(
+    workspace_client: Callable[..., APIClient], value: str
+) -> None:
+    """DRF quietly answers its default page size instead; the client asked for something else."""
+    answer = workspace_client("acme").get(SUBSCRIBERS, {"page_size": value})
+    assert answer.status_code == 400
+    assert answer["Content-Type"] == "application/problem+json"
+    assert answer.json()["errors"] == {
+        "page_size": ["A whole number from 1 to 1000 (default 100)."]
+    }
+
+
+@pytest.mark.parametrize(("value", "size"), [("1", 1), ("1000", 7), (" 2 ", 2), ("", 7)])
+def test_a_page_size_from_1_to_1000_sizes_the_page(
+    workspace_client: Callable[..., APIClient], value: str, size: int
+) -> None:
+    """An empty one is the default, as an empty filter filters nothing."""
+    api = workspace_client("acme")
+    workspace = Workspace.objects.get(name="acme")
+    Subscriber.objects.bulk_create(
+        Subscriber(workspace=workspace, email=f"p{i}@example.com") for i in range(7)
+    )
+    assert len(api.get(SUBSCRIBERS, {"page_size": value}).json()["results"]) == size

@@ -5,6 +5,8 @@ own server processes runs with tests/settings/example_server.py instead."""
 import os
 import tempfile
 
+# The service's own OpenAPI settings: its schema is what tests/example/test_schema.py checks.
+from example_project.settings import SPECTACULAR_SETTINGS  # noqa: F401
 from tests.settings.jobs import *  # noqa: F403
 from tests.settings.jobs import INSTALLED_APPS, REST_FRAMEWORK
 
@@ -21,11 +23,4 @@ STATIC_URL = "static/"
 # What the example service stores (import CSVs, export files) never lands in the checkout;
 # tests that read those files set their own (tests/example/test_support.py: export_media).
 MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
-SPECTACULAR_SETTINGS = {
-    "TITLE": "idempotency_jobs example service",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-}
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
