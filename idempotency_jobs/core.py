@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from rest_framework.request import Request
@@ -42,7 +43,7 @@ from .responses import StoredResponse, accepts
 from .signals import key_outcome
 from .stores import Claim, Existing, LeaseLost, Store, StoreError, StoreUnavailable, get_store
 
-__all__ = ["UNSET", "IdempotencyOptions", "handle"]
+__all__ = ["UNSET", "IdempotencyOptions", "handle", "idempotency_claim"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,17 @@ class IdempotencyOptions:
         return getattr(idempotency_settings, name.upper()) if value is UNSET else value
 
 
+CLAIM_ATTRIBUTE = "_idempotency_claim"
+
+
+def idempotency_claim(request: Request | HttpRequest) -> Claim | None:
+    """The claim ``request`` holds on its idempotency key while its view runs: its ``scope``,
+    ``key``, ``fingerprint`` and owner ``token``; ``None`` for a request without a key (or
+    outside an idempotent view). Job creation keeps ``key`` on the job it creates."""
+    claim: Claim | None = getattr(request, CLAIM_ATTRIBUTE, None)
+    return claim
+
+
 def handle(
     view: APIView,
     request: Request,
@@ -81,7 +93,7 @@ def handle(
 ) -> HttpResponseBase:
     """Run ``call_view`` at most once per caller and key, replaying its stored response."""
     methods = {method.upper() for method in options.get("methods")}
-    if request.method not in methods or getattr(request, "idempotency", None) is not None:
+    if request.method not in methods or idempotency_claim(request) is not None:
         return call_view()
     try:
         read_chunked_body(request)  # before anything reads the body, keyed or not
@@ -163,7 +175,7 @@ class IdempotentRequest:
         found = self.claim(scope, key, fingerprint)
         if not isinstance(found, Claim):
             return found
-        self.request.idempotency = found  # type: ignore[attr-defined]
+        setattr(self.request, CLAIM_ATTRIBUTE, found)
         try:
             return self.execute(found, call_view)
         except LeaseLost as exc:  # storing a DRF error's answer: nothing to release

@@ -19,10 +19,11 @@ from .core import (
     ScopeFunction,
     check_options,
     handle,
+    idempotency_claim,
 )
 from .exceptions import IdempotencyConfigurationError
 
-__all__ = ["IdempotencyMixin", "idempotent"]
+__all__ = ["IdempotencyMixin", "idempotency_claim", "idempotent"]
 
 
 class IdempotencyMixin:

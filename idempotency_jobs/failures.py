@@ -9,11 +9,10 @@ Anything else a handler raises (``JobFailed``, a bug, a query on a missing table
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections
 
-__all__ = ["close_broken_connections", "interrupted_too_often", "is_transient"]
+__all__ = ["close_broken_connections", "is_transient"]
 
 # SQLSTATE classes and codes (PostgreSQL) after which the same statements can succeed later:
 # connection exception, transaction rollback (serialization failure, deadlock), insufficient
@@ -68,15 +67,3 @@ def close_broken_connections() -> None:
             and not connection.is_usable()
         ):
             connection.close()
-
-
-def interrupted_too_often(attempts: int) -> dict[str, Any]:
-    return {
-        "code": "job_attempts_exhausted",
-        "message": (
-            f"The job was started {attempts} times without finishing, the last time "
-            "interrupted by a transient failure (such as a lost database connection or a "
-            "deadlock); it will not be retried."
-        ),
-        "details": {"attempts": attempts},
-    }

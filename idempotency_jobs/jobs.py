@@ -24,7 +24,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .conf import idempotency_settings
-from .drf import IdempotencyMixin
+from .drf import IdempotencyMixin, idempotency_claim
+from .job_errors import JobError
 from .models import Job
 from .serializers import JobSerializer
 from .unknown_fields import unknown_fields
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
 __all__ = [
+    "JobError",
     "JobFailed",
     "JobKind",
     "JobLeaseLost",
@@ -98,7 +100,8 @@ def get_job_kind(name: str, default: Any = _NO_DEFAULT) -> JobKind:
 class JobFailed(Exception):
     """Raise from a handler to fail the job cleanly; ``message`` and ``details`` reach the client.
 
-    The job's ``error`` becomes ``{"code": code, "message": message, "details": details}``.
+    The job's ``error`` becomes ``{"code": code, "message": message, "details": details}``
+    (:attr:`error`).
     """
 
     def __init__(self, message: str, *, code: str = "job_failed", **details: Any) -> None:
@@ -107,8 +110,9 @@ class JobFailed(Exception):
         self.code = code
         self.details = details
 
-    def as_error(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": to_json(self.details)}
+    @property
+    def error(self) -> JobError:
+        return JobError(self.code, self.message, to_json(self.details))
 
 
 class JobLeaseLost(Exception):
@@ -224,7 +228,7 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
     def perform_create_job(self, params: serializers.Serializer[Any], owner: str) -> Job:
         """Create the row and enqueue it on commit: with an idempotency key, in the same
         transaction as the key's completion (SPEC §5)."""
-        claim = getattr(self.request, "idempotency", None)
+        claim = idempotency_claim(self.request)
         with transaction.atomic(using=router.db_for_write(Job)):
             job = Job.objects.create(
                 kind=self.job_kind.name,

@@ -9,6 +9,7 @@ from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from .job_errors import JobError
 from .signals import job_finished, job_started
 
 __all__ = ["IdempotencyKey", "Job"]
@@ -148,13 +149,6 @@ class JobQuerySet(models.QuerySet["Job"]):
         return job
 
 
-CANCELLED = {
-    "code": "job_cancelled",
-    "message": "The job was cancelled before it started.",
-    "details": {},
-}
-
-
 class Job(models.Model):
     """An asynchronous unit of work. The row is the source of truth, not the task queue.
 
@@ -235,14 +229,14 @@ class Job(models.Model):
         status: Job.Status,
         *,
         result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        error: JobError | None = None,
         progress: dict[str, Any] | None = None,
     ) -> bool:
         """Record the outcome; ``False``: the job was taken over and the outcome is dropped."""
         fields: dict[str, Any] = {
             "status": status,
             "result": result,
-            "error": error,
+            "error": error.as_json() if error is not None else None,
             "finished_at": timezone.now(),
             "lease_expires_at": None,
         }
@@ -265,10 +259,10 @@ class Job(models.Model):
         """Recovery: put a job back in the queue if it is still in the state recovery saw."""
         return self._recover(now, status=Job.Status.QUEUED, worker_token="", enqueued_at=now)
 
-    def give_up(self, now: datetime, error: dict[str, Any]) -> bool:
+    def give_up(self, now: datetime, error: JobError) -> bool:
         """Recovery: fail a job that has used all its attempts."""
         return self._finished(
-            self._recover(now, status=Job.Status.FAILED, error=error, finished_at=now)
+            self._recover(now, status=Job.Status.FAILED, error=error.as_json(), finished_at=now)
         )
 
     def retry(self) -> bool:
@@ -293,7 +287,11 @@ class Job(models.Model):
     def cancel(self) -> bool:
         """An operator cancels a job that has not started: it fails with ``job_cancelled``. A
         delivery still in the queue then finds nothing to do; a running job is left alone."""
-        fields = {"status": Job.Status.FAILED, "error": CANCELLED, "finished_at": timezone.now()}
+        fields = {
+            "status": Job.Status.FAILED,
+            "error": JobError.cancelled().as_json(),
+            "finished_at": timezone.now(),
+        }
         return self._finished(self._change_from(Job.Status.QUEUED, **fields))
 
     def _change_from(self, current: Job.Status, /, **fields: Any) -> bool:

@@ -15,6 +15,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from .conf import idempotency_settings
+from .job_errors import JobError
 from .models import Job
 from .tasks import send_job, task_is_waiting
 
@@ -36,17 +37,6 @@ class RecoveryReport:
         return len(self.requeued_stale) + len(self.requeued_orphaned) + len(self.failed)
 
 
-def attempts_exhausted(attempts: int) -> dict[str, object]:
-    return {
-        "code": "job_attempts_exhausted",
-        "message": (
-            f"The job was started {attempts} times and its worker stopped responding each "
-            "time; it will not be retried."
-        ),
-        "details": {"attempts": attempts},
-    }
-
-
 def recover_jobs(*, now: datetime | None = None, dry_run: bool = False) -> RecoveryReport:
     """One recovery pass over stale ``queued`` and orphaned ``running`` jobs.
 
@@ -64,7 +54,7 @@ def recover_jobs(*, now: datetime | None = None, dry_run: bool = False) -> Recov
 
     for job in Job.objects.orphaned(now).order_by("lease_expires_at").iterator():
         if job.attempts >= max_attempts:
-            if dry_run or job.give_up(now, attempts_exhausted(job.attempts)):
+            if dry_run or job.give_up(now, JobError.attempts_exhausted(job.attempts)):
                 report.failed.append(str(job.pk))
         elif dry_run or job.requeue(now):
             report.requeued_orphaned.append(str(job.pk))

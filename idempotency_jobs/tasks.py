@@ -16,7 +16,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .conf import idempotency_settings
-from .failures import close_broken_connections, interrupted_too_often, is_transient
+from .failures import close_broken_connections, is_transient
+from .job_errors import JobError
 from .jobs import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
 from .models import Job
 from .tasks_compat import (
@@ -31,12 +32,6 @@ from .tasks_compat import (
 __all__ = ["execute_job", "run_job", "send_job", "task_is_waiting"]
 
 logger = logging.getLogger(__name__)
-
-CRASHED = {
-    "code": "job_crashed",
-    "message": "The job stopped on an unexpected error.",
-    "details": {},
-}
 
 
 def _job_task(func: Callable[[str], str]) -> Task:
@@ -106,21 +101,23 @@ def execute_job(job_id: str) -> str:
 
 def _run(job: Job, handler: Callable[[dict[str, Any], JobRun], Any]) -> str:
     run = JobRun(job)
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
     try:
         result = to_json(handler(job.params, run) or {})
     except JobLeaseLost:
         logger.warning("Job %s was taken over by another worker; dropping this run.", job.pk)
         return "superseded"
     except JobFailed as exc:
-        outcome, fields = Job.Status.FAILED, {"error": exc.as_error()}
+        outcome, error = Job.Status.FAILED, exc.error
     except Exception as exc:
         if is_transient(exc):
             return _interrupted(job, run, exc)
         logger.exception("Job %s (%s) crashed.", job.pk, job.kind)
-        outcome, fields = Job.Status.FAILED, {"error": CRASHED}
+        outcome, error = Job.Status.FAILED, JobError.crashed()
     else:
-        outcome, fields = Job.Status.SUCCEEDED, {"result": result}
-    if not job.finish(outcome, progress=run.current, **fields):
+        outcome = Job.Status.SUCCEEDED
+    if not job.finish(outcome, result=result, error=error, progress=run.current):
         logger.warning("Job %s was taken over by another worker; outcome dropped.", job.pk)
         return "superseded"
     return str(outcome)
@@ -134,7 +131,7 @@ def _interrupted(job: Job, run: JobRun, exc: Exception) -> str:
     last = job.attempts >= idempotency_settings.JOB_MAX_ATTEMPTS
     try:
         if last:
-            error = interrupted_too_often(job.attempts)
+            error = JobError.interrupted_too_often(job.attempts)
             recorded = job.finish(Job.Status.FAILED, error=error, progress=run.current)
         else:
             recorded = job.retry_later(timezone.now())

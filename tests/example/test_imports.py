@@ -24,6 +24,7 @@ from example_project.subscribers.imports import import_subscribers
 from example_project.subscribers.jobs import IMPORT
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
+from idempotency_jobs.drf import idempotency_claim
 from idempotency_jobs.jobs import JobRun, JobViewSet
 from idempotency_jobs.models import IdempotencyKey, Job
 from idempotency_jobs.tasks import execute_job
@@ -624,7 +625,7 @@ def test_a_csv_whose_job_rolled_back_is_deleted(
     def lose_the_lease(self: JobViewSet, params: Any, owner: str) -> Job:
         job = create_job(self, params, owner)
         # As a request that took the key over after this one's lease ran out would.
-        IdempotencyKey.objects.filter(pk=self.request.idempotency.record_id).update(
+        IdempotencyKey.objects.filter(pk=idempotency_claim(self.request).record_id).update(
             owner_token="t" * 32
         )
         return job
