@@ -36,7 +36,7 @@ BACKPORT_TESTED = (0, 12)
 
 
 class RQBackend(django_tasks_rq.RQBackend):
-    task_class = Task  # type: ignore[assignment]
+    task_class = Task  # type: ignore[assignment]  # why: tasks_compat.build_task
 
     def _get_job(self, result_id: str) -> Any:
         connection = django_rq.get_connection(sorted(self.queues)[0])

@@ -35,12 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def _job_task(func: Callable[[str], str]) -> Task:
-    """``@task``, but always the framework's own ``Task`` (``tasks_compat.Task``).
-
-    ``@task`` builds the backend's ``task_class``; on Django 6 django-tasks-rq's is the
-    ``django_tasks`` backport's ``Task``, which django-tasks-db rejects. Jobs stay portable
-    between backends by always being the framework's ``Task`` (which the RQ worker accepts).
-    """
+    """``@task``, but always the framework's own ``Task``: see ``tasks_compat.build_task``."""
     return build_task(
         func,
         backend=idempotency_settings.JOB_TASK_BACKEND,
