@@ -16,16 +16,6 @@ __all__ = ["IdempotencyKey", "Job"]
 
 
 class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
-    def expired(self, now: datetime | None = None) -> IdempotencyKeyQuerySet:
-        """Keys past their TTL: the next request with the same key is a new request."""
-        return self.filter(expires_at__lte=now or timezone.now())
-
-    def live_claims(self, now: datetime | None = None) -> IdempotencyKeyQuerySet:
-        """In-progress claims whose owner may still be running: never purged."""
-        return self.filter(
-            state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now or timezone.now()
-        )
-
     def purgeable(
         self, *, older_than: timedelta | None = None, now: datetime | None = None
     ) -> IdempotencyKeyQuerySet:
@@ -120,9 +110,6 @@ class IdempotencyKey(models.Model):
 class JobQuerySet(models.QuerySet["Job"]):
     def for_owner(self, owner: str) -> JobQuerySet:
         return self.filter(owner=owner)
-
-    def unfinished(self) -> JobQuerySet:
-        return self.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
 
     def stale_queued(self, before: datetime) -> JobQuerySet:
         """Queued since before ``before``: the enqueue was probably lost."""
