@@ -1,4 +1,4 @@
-"""What makes two requests "the same request" (SPEC §2).
+"""What makes two requests "the same request" (docs/semantics.md#identity).
 
 The fingerprint covers method, path, query string, media type and body. JSON bodies compare as
 parsed data, form bodies as their fields sorted by name (the values of a repeated name in their

@@ -1,4 +1,4 @@
-"""Asynchronous jobs behind idempotent POSTs (SPEC §6).
+"""Asynchronous jobs behind idempotent POSTs (docs/jobs.md).
 
 A project declares a :class:`JobKind` (what the POST body looks like, what runs), registers it,
 and exposes it with a :class:`JobViewSet` subclass. ``POST`` answers ``202 Accepted`` with the
@@ -227,7 +227,7 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
 
     def perform_create_job(self, params: serializers.Serializer[Any], owner: str) -> Job:
         """Create the row and enqueue it on commit: with an idempotency key, in the same
-        transaction as the key's completion (SPEC §5)."""
+        transaction as the key's completion (docs/semantics.md#exactly-once-what-each-store-promises)."""
         claim = idempotency_claim(self.request)
         with transaction.atomic(using=router.db_for_write(Job)):
             job = Job.objects.create(

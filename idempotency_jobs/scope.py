@@ -1,4 +1,4 @@
-"""Whose key is it: the caller a key belongs to (SPEC §2)."""
+"""Whose key is it: the caller a key belongs to (docs/semantics.md#identity)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job JSON clients see (SPEC §6)."""
+"""The job JSON clients see (docs/jobs.md#the-job-json)."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def assert_executed(response: Any, status: int = 201) -> None:
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    """An RFC 9457 problem with every member the SPEC promises."""
+    """An RFC 9457 problem with every member docs/problems.md promises."""
     assert response.status_code == status, response.content
     assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
     problem: dict[str, Any] = json.loads(response.content)
@@ -186,7 +186,7 @@ CORE_APPS = [
 CORE_DB = pytest.mark.django_db(transaction=True, available_apps=CORE_APPS)
 
 
-# The job JSON members SPEC §6 names.
+# The job JSON members docs/jobs.md#the-job-json names.
 JOB_FIELDS = {
     "id",
     "object",

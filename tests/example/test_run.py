@@ -379,7 +379,7 @@ def wait_for_one(service: Service, command: str, other_than: int | None = None) 
     "service", [{"TASKS_BACKEND": "db", "IDEMPOTENCY_STORE": "database"}], indirect=True
 )
 def test_run_script_starts_a_worker_again_when_it_exits(service: Service) -> None:
-    """SPEC §6: a worker that exits (its database was away, it was killed) is restarted, with
+    """docs/jobs.md: a worker that exits (its database was away, it was killed) is restarted, with
     a pause that grows while it keeps exiting; the service runs on; SIGTERM still stops all."""
     first = wait_for_one(service, "manage.py db_worker")
     os.kill(first, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Jobs (SPEC §6) in one process: the viewset, enqueue after commit, the CAS claim, progress,
+"""Jobs (docs/jobs.md) in one process: the viewset, enqueue after commit, the CAS claim, progress,
 outcomes, and recovery. Worker processes are in test_workers.py."""
 
 from __future__ import annotations

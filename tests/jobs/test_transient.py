@@ -1,4 +1,4 @@
-"""SPEC §6 failures: a transient database failure (a lost connection, a deadlock, a
+"""Job failures (docs/jobs.md#transient-failures): a transient database failure (a lost connection, a deadlock, a
 serialization failure, SQLite's lock) puts the job back for recovery to run again, up to
 ``JOB_MAX_ATTEMPTS``; the handler's own failures (``JobFailed``, a bug) fail it.
 

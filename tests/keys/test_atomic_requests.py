@@ -1,4 +1,4 @@
-"""SPEC §5: everything holds with ``ATOMIC_REQUESTS = True`` as well.
+"""docs/semantics.md#atomic_requests: everything holds with ``ATOMIC_REQUESTS = True`` as well.
 
 With the database store the claim is then part of the request's transaction: a concurrent
 duplicate waits for the first to commit and gets its replay (never a second execution).

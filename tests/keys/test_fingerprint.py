@@ -1,4 +1,4 @@
-"""SPEC §2: what makes two requests "the same request", and replacing that function."""
+"""docs/semantics.md#identity: what makes two requests "the same request", and replacing that function."""
 
 import hashlib
 import io

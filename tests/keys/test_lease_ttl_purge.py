@@ -1,4 +1,4 @@
-"""SPEC §3.4-3.7: leases and their takeover, expiry, and the purge command."""
+"""docs/semantics.md#leases-and-owner-tokens and docs/semantics.md#expiry-and-purge: leases and their takeover, expiry, and the purge command."""
 
 import functools
 import threading

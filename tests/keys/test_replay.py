@@ -1,4 +1,4 @@
-"""SPEC §4, row by row, for the mixin and the decorator, on both key stores."""
+"""docs/semantics.md#answers, row by row, for the mixin and the decorator, on both key stores."""
 
 import json
 import threading

@@ -1,4 +1,4 @@
-"""SPEC §3.6 and §5 when a server process dies: a gunicorn worker is SIGKILLed while it holds a
+"""docs/semantics.md#leases-and-owner-tokens and docs/semantics.md#exactly-once-what-each-store-promises when a server process dies: a gunicorn worker is SIGKILLed while it holds a
 key's claim, in the middle of its transaction (the job row written, not committed).
 
 A retry before the lease ends gets 409; after it, the operation runs for real, once. The dead
@@ -169,7 +169,7 @@ def test_a_client_that_hangs_up_mid_request_gets_the_stored_response_on_retry(
     assert Job.objects.count() == 1
 
 
-# A worker timeout after the commit (SPEC §3.2) --------------------------------------------------
+# A worker timeout after the commit (docs/semantics.md#one-keyed-request-one-transaction) --------------------------------------------------
 #
 # gunicorn's sync worker runs a request in its main thread: a request stuck past ``--timeout``
 # is ended there by ``SystemExit``, which passes a robust ``on_commit`` hook. Here the job's

@@ -1,4 +1,4 @@
-"""SPEC §4 "key store unreachable → 503, nothing run", with real refused connections.
+"""docs/semantics.md#answers: "key store unreachable → 503, nothing run", with real refused connections.
 
 PostgreSQL and Redis are reached through a TCP proxy in this process (tests/reliability/
 test_support.py); ``down()`` closes its port, so the service meets a real
@@ -279,7 +279,7 @@ def test_rq_down_with_the_database_store_is_202_and_recovery_enqueues_the_job(
     service: Callable[..., Service], redis_proxy: TcpProxy, redis_client: Any, tmp_path: Path
 ) -> None:
     """Only the broker is down: the job row and the key commit together, the enqueue after the
-    commit fails, and the client still gets its 202 (SPEC §6: the row is the source of truth).
+    commit fails, and the client still gets its 202 (docs/jobs.md: the row is the source of truth).
     Recovery enqueues the job once the broker is back; it runs once."""
     proxied = {"TASKS_BACKEND": "rq", "REDIS_URL": redis_url(port=redis_proxy.port)}
     server = service(**proxied)

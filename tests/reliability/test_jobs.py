@@ -1,4 +1,4 @@
-"""SPEC §6 when a worker dies mid-import: SIGKILL in the middle of a subscriber import, then
+"""docs/jobs.md when a worker dies mid-import: SIGKILL in the middle of a subscriber import, then
 ``recover_jobs`` and a new worker finish it, and every CSV row is stored exactly once; with
 each task backend's real worker (db_worker, rqworker, and on Django 6 a celery worker). The same
 when the worker lives but loses its database connections (a transient failure).
