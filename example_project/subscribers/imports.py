@@ -422,8 +422,8 @@ def _not_plain(emails: list[str]) -> list[int]:
 
 @functools.cache
 def _email_validator() -> EmailValidator:
-    """Django's rules, its patterns compiled on first use and then kept: through the lazy
-    proxies, checking 100k addresses costs about a second; compiling them, 80 ms a process."""
+    """Django's rules, its patterns compiled once per process and then kept: through the lazy
+    proxies every address pays for the lookup (benchmark 4, benchmarks/RESULTS.md)."""
     validator = EmailValidator()
     for name in ("user_regex", "domain_regex", "literal_regex"):
         lazy = getattr(EmailValidator, name)
