@@ -152,8 +152,9 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
     # The same claim opening the view's transaction: what psycopg's own BEGIN prevents.
     claim_and_begin = f"{claim}; COMMIT; BEGIN"
     # A transaction-scoped advisory lock as the claim, and the key's row written once, at the
-    # end. It cannot answer 422 to a different body while the first runs (docs/semantics.md#identity): the body's
-    # fingerprint is nowhere another request could read it.
+    # end. It cannot answer 422 to a different body while the first runs
+    # (docs/semantics.md#identity): the body's fingerprint is nowhere another request could read
+    # it.
     lock_and_look = (
         "BEGIN; SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)); "  # noqa: S608
         f"SELECT fingerprint, state FROM {keys} WHERE scope = %s AND key = %s"

@@ -27,7 +27,8 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """A crash; or, if the database cannot be reached, a 503 (docs/semantics.md#answers: fail closed, retry)."""
+    """A crash; or, if the database cannot be reached, a 503 (docs/semantics.md#answers: fail
+    closed, retry)."""
     if isinstance(sys.exception(), OperationalError | InterfaceError):
         detail = "The service's database cannot be reached; nothing was done. Retry later."
         problem = problem_details(503, "database_unavailable", detail)

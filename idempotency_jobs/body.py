@@ -1,4 +1,5 @@
-"""A chunked request body, read whole before anything fingerprints or parses it (docs/semantics.md#identity).
+"""A chunked request body, read whole before anything fingerprints or parses it
+(docs/semantics.md#identity).
 
 Under WSGI, Django reads only ``Content-Length`` bytes of a body, and DRF parses a request
 without one as empty: a ``Transfer-Encoding: chunked`` body would be fingerprinted and parsed as

@@ -1,4 +1,5 @@
-"""Which failures of a job are transient (docs/jobs.md#transient-failures): run it again later rather than fail it.
+"""Which failures of a job are transient (docs/jobs.md#transient-failures): run it again later
+rather than fail it.
 
 A transient failure is the database's, not the handler's: the connection was lost (a restart,
 a proxy or an operator cut it), a deadlock or a serialization failure picked this transaction,

@@ -227,7 +227,8 @@ class JobViewSet(IdempotencyMixin, mixins.RetrieveModelMixin, viewsets.GenericVi
 
     def perform_create_job(self, params: serializers.Serializer[Any], owner: str) -> Job:
         """Create the row and enqueue it on commit: with an idempotency key, in the same
-        transaction as the key's completion (docs/semantics.md#exactly-once-what-each-store-promises)."""
+        transaction as the key's completion
+        (docs/semantics.md#exactly-once-what-each-store-promises)."""
         claim = idempotency_claim(self.request)
         with transaction.atomic(using=router.db_for_write(Job)):
             job = Job.objects.create(

@@ -32,6 +32,7 @@ def test_nothing_refers_to_the_spec_by_section_number() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in tracked("*.py", "*.md")
+        if path != Path(__file__).resolve()  # it names what it looks for
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if re.search(r"SPEC\b(?!TACULAR)", line)
     ]

@@ -166,11 +166,12 @@ class CustomFieldText(KeyTextTransform):
 
 
 class FormulaSafe(Func):
-    """Text that a spreadsheet shows as text (docs/jobs.md#cells-that-would-start-a-formula): OWASP's leading ``'`` before a value
-    that would start a formula (``=``, ``+``, ``-``, ``@``, tab, CR), and before the quotes of
-    one neutralised already (``'=1`` exports as ``''=1``), so that the import, which reads a
-    leading ``'`` before a formula as a quote prefix, gets every value back. Decided in SQL on
-    the first character's code: no Python per row on either export path."""
+    """Text that a spreadsheet shows as text (docs/jobs.md#cells-that-would-start-a-formula):
+    OWASP's leading ``'`` before a value that would start a formula (``=``, ``+``, ``-``, ``@``,
+    tab, CR), and before the quotes of one neutralised already (``'=1`` exports as ``''=1``), so
+    that the import, which reads a leading ``'`` before a formula as a quote prefix, gets every
+    value back. Decided in SQL on the first character's code: no Python per row on either export
+    path."""
 
     output_field = CharField()
     codes = ", ".join(str(ord(start)) for start in FORMULA_STARTS)

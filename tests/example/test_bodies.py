@@ -1,5 +1,6 @@
-"""How the example service reads a keyed request's body (docs/semantics.md#identity): in its declared charset,
-repeated form fields in their order, chunked bodies whole, and never more than its size limit.
+"""How the example service reads a keyed request's body (docs/semantics.md#identity): in its
+declared charset, repeated form fields in their order, chunked bodies whole, and never more than its
+size limit.
 
 In-process through the example's views, and over HTTP to gunicorn, which hands a chunked body
 on without a length.

@@ -220,7 +220,8 @@ def formula_row(s: Subscriber, neutralise: Callable[[str], str]) -> list[str]:
 def test_cells_that_would_start_a_formula_are_neutralised(
     workspace_client: Callable[..., APIClient], export_path: str
 ) -> None:
-    """docs/jobs.md#cells-that-would-start-a-formula, on by default: a leading ' before =, +, -, @, tab or CR, in every text column."""
+    """docs/jobs.md#cells-that-would-start-a-formula, on by default: a leading ' before =, +, -, @,
+    tab or CR, in every text column."""
     api = workspace_client("acme")
     subscribers = add_formula_subscribers("acme")
     result = run_export(api, {"fields": FORMULA_FIELDS})["result"]

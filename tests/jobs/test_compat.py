@@ -1,4 +1,5 @@
-"""Every supported Django (README.md#supported-versions-and-install): one code base on Django 5.2 (the django-tasks backport), 6.0 and 6.1.
+"""Every supported Django (README.md#supported-versions-and-install): one code base on Django 5.2
+(the django-tasks backport), 6.0 and 6.1.
 
 The whole suite runs on each series (tox.ini); these tests pin what differs between them: the
 tasks framework's location, its two ``Task`` classes, statuses compared by value, which backend

@@ -1,6 +1,6 @@
-"""Job failures (docs/jobs.md#transient-failures): a transient database failure (a lost connection, a deadlock, a
-serialization failure, SQLite's lock) puts the job back for recovery to run again, up to
-``JOB_MAX_ATTEMPTS``; the handler's own failures (``JobFailed``, a bug) fail it.
+"""Job failures (docs/jobs.md#transient-failures): a transient database failure (a lost connection,
+a deadlock, a serialization failure, SQLite's lock) puts the job back for recovery to run again, up
+to ``JOB_MAX_ATTEMPTS``; the handler's own failures (``JobFailed``, a bug) fail it.
 
 The failures are real: the test handler makes the database fail it (tests/testapp/
 database_faults.py). A worker process losing its connections mid-import is in

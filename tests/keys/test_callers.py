@@ -1,4 +1,5 @@
-"""docs/semantics.md#identity: keys belong to callers, and access control runs before any lookup or replay."""
+"""docs/semantics.md#identity: keys belong to callers, and access control runs before any lookup or
+replay."""
 
 import pytest
 

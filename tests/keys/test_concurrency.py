@@ -1,4 +1,5 @@
-"""docs/semantics.md#exactly-once-what-each-store-promises: any number of concurrent identical requests produce exactly one execution.
+"""docs/semantics.md#exactly-once-what-each-store-promises: any number of concurrent identical
+requests produce exactly one execution.
 
 Threads share this process; the gunicorn tests run several real server processes against the
 PostgreSQL test database (and Redis), as deployments do.

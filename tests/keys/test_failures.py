@@ -1,4 +1,5 @@
-"""docs/semantics.md#one-keyed-request-one-transaction and docs/semantics.md#answers: which outcomes are stored, and failing closed when the store is down."""
+"""docs/semantics.md#one-keyed-request-one-transaction and docs/semantics.md#answers: which outcomes
+are stored, and failing closed when the store is down."""
 
 from collections.abc import Iterator
 from dataclasses import replace
@@ -192,7 +193,8 @@ def test_body_at_the_limit_is_replayable(api, settings, store, path):
     assert is_replay(post(api, path, key="key-sized-00001"))
 
 
-# After the commit (docs/semantics.md#one-keyed-request-one-transaction: nothing frees or changes a committed outcome) -------------------
+# After the commit: nothing frees or changes a committed outcome -----------------------------------
+# (docs/semantics.md#one-keyed-request-one-transaction)
 
 
 @pytest.mark.parametrize("path", [MIXIN, DECORATOR, "/view-widgets"])

@@ -1,4 +1,5 @@
-"""docs/semantics.md#identity: what makes two requests "the same request", and replacing that function."""
+"""docs/semantics.md#identity: what makes two requests "the same request", and replacing that
+function."""
 
 import hashlib
 import io

@@ -1,4 +1,5 @@
-"""docs/semantics.md#which-requests-take-part: which requests take part, and how the key is read from the headers."""
+"""docs/semantics.md#which-requests-take-part: which requests take part, and how the key is read
+from the headers."""
 
 import pytest
 from django.test import RequestFactory

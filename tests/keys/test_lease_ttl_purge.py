@@ -1,4 +1,5 @@
-"""docs/semantics.md#leases-and-owner-tokens and docs/semantics.md#expiry-and-purge: leases and their takeover, expiry, and the purge command."""
+"""docs/semantics.md#leases-and-owner-tokens and docs/semantics.md#expiry-and-purge: leases and
+their takeover, expiry, and the purge command."""
 
 import functools
 import threading

@@ -1,5 +1,7 @@
-"""docs/semantics.md#leases-and-owner-tokens and docs/semantics.md#exactly-once-what-each-store-promises when a server process dies: a gunicorn worker is SIGKILLed while it holds a
-key's claim, in the middle of its transaction (the job row written, not committed).
+"""docs/semantics.md#leases-and-owner-tokens and
+docs/semantics.md#exactly-once-what-each-store-promises when a server process dies: a gunicorn
+worker is SIGKILLed while it holds a key's claim, in the middle of its transaction (the job row
+written, not committed).
 
 A retry before the lease ends gets 409; after it, the operation runs for real, once. The dead
 process's writes never appear. A client that hangs up, by contrast, does not stop the view: the
@@ -169,7 +171,8 @@ def test_a_client_that_hangs_up_mid_request_gets_the_stored_response_on_retry(
     assert Job.objects.count() == 1
 
 
-# A worker timeout after the commit (docs/semantics.md#one-keyed-request-one-transaction) --------------------------------------------------
+# A worker timeout after the commit ---------------------------------------------------------------
+# (docs/semantics.md#one-keyed-request-one-transaction)
 #
 # gunicorn's sync worker runs a request in its main thread: a request stuck past ``--timeout``
 # is ended there by ``SystemExit``, which passes a robust ``on_commit`` hook. Here the job's

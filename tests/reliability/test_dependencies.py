@@ -1,4 +1,5 @@
-"""docs/semantics.md#answers: "key store unreachable → 503, nothing run", with real refused connections.
+"""docs/semantics.md#answers: "key store unreachable → 503, nothing run", with real refused
+connections.
 
 PostgreSQL and Redis are reached through a TCP proxy in this process (tests/reliability/
 test_support.py); ``down()`` closes its port, so the service meets a real

@@ -1,5 +1,6 @@
-"""docs/semantics.md#exactly-once-what-each-store-promises under load: 200 concurrent identical job creates against four gunicorn worker
-processes on PostgreSQL make exactly one job, with either key store.
+"""docs/semantics.md#exactly-once-what-each-store-promises under load: 200 concurrent identical job
+creates against four gunicorn worker processes on PostgreSQL make exactly one job, with either key
+store.
 
 The requests are real HTTP from 200 threads of this process, released together. Jobs go to
 django-tasks-db and nobody works them off, so the counts are of creations and enqueues alone.

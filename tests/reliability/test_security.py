@@ -1,4 +1,5 @@
-"""docs/semantics.md#identity and docs/semantics.md#what-is-stored as security properties of the example service.
+"""docs/semantics.md#identity and docs/semantics.md#what-is-stored as security properties of the
+example service.
 
 A workspace can neither replay, detect nor block another workspace's key, nor read its jobs or
 exports; API keys are stored as hashes only and compared in constant time; stored responses
