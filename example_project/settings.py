@@ -21,6 +21,8 @@ import dj_database_url
 import django
 from django.core.exceptions import ImproperlyConfigured
 
+from example_project.openapi_settings import OPENAPI_SETTINGS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -151,37 +153,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-SPECTACULAR_SETTINGS = {
-    "TITLE": "idempotency_jobs example service",
-    "DESCRIPTION": (
-        "A Mailrith-like subscriber API (import and export jobs) and a Stannp-like letters "
-        "endpoint, both safe to retry with idempotency keys."
-    ),
-    "VERSION": "1.0.0",
-    # One tag per resource (each operation names its own).
-    "TAGS": [
-        {"name": "subscribers", "description": "The workspace's subscribers."},
-        {
-            "name": "subscriber-imports",
-            "description": "Asynchronous imports of subscribers from CSV text: a job per import.",
-        },
-        {
-            "name": "subscriber-exports",
-            "description": "Asynchronous exports of subscribers to CSV: a job, then its file.",
-        },
-        {"name": "letters", "description": "Letters, as Stannp's Direct Mail API takes them."},
-    ],
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {
-        "SubscriberStatusEnum": "example_project.subscribers.models.Subscriber.Status",
-        "JobStatusEnum": "idempotency_jobs.models.Job.Status",
-    },
-}
+SPECTACULAR_SETTINGS = OPENAPI_SETTINGS  # example_project/openapi_settings.py
 
 IDEMPOTENCY_STORE = os.environ.get("IDEMPOTENCY_STORE", "database")
 if IDEMPOTENCY_STORE not in {"database", "redis"}:

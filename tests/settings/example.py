@@ -6,7 +6,7 @@ import os
 import tempfile
 
 # The service's own OpenAPI settings: its schema is what tests/example/test_schema.py checks.
-from example_project.settings import SPECTACULAR_SETTINGS  # noqa: F401
+from example_project.openapi_settings import OPENAPI_SETTINGS
 from tests.settings.jobs import *  # noqa: F403
 from tests.settings.jobs import INSTALLED_APPS, REST_FRAMEWORK
 
@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "example_project.letters",
 ]
 STATIC_URL = "static/"
+SPECTACULAR_SETTINGS = OPENAPI_SETTINGS
 # What the example service stores (import CSVs, export files) never lands in the checkout;
 # tests that read those files set their own (tests/example/test_support.py: export_media).
 MEDIA_ROOT = os.path.join(tempfile.gettempdir(), "idempotency-jobs-tests-media")
