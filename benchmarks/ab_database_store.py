@@ -39,11 +39,11 @@ def run(args: argparse.Namespace, report: Report) -> None:
         setup_django("benchmarks.settings", BENCH_DATABASE_URL=url)
         from django.test import Client
 
-        from idempotency_jobs import core
+        from idempotency_jobs.keys import core
+        from idempotency_jobs.keys.stores.database import DatabaseStore, State
         from idempotency_jobs.models import IdempotencyKey
-        from idempotency_jobs.stores.database import DatabaseStore, State
 
-        old = module_at(before_rev, "idempotency_jobs/stores/database.py")
+        old = module_at(before_rev, "idempotency_jobs/keys/stores/database.py")
 
         class Before(old.DatabaseStore):  # type: ignore[name-defined,misc]
             def complete(self, claim: Any, response: Any, *, last: bool = False) -> None:

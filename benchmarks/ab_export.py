@@ -109,8 +109,8 @@ def execute(url: str, job_id: str, variant: str) -> None:
     from django.db import connection
 
     from example_project.subscribers import jobs
+    from idempotency_jobs.jobs.tasks import execute_job
     from idempotency_jobs.models import Job
-    from idempotency_jobs.tasks import execute_job
 
     # Loaded in both, so that neither pays for it while timed.
     rev = os.environ.get("AB_BEFORE", BEFORE)

@@ -114,8 +114,8 @@ def prepare(url: str, rows: int, created: str) -> None:
 
 def execute(url: str, job_id: str) -> None:
     example_django(url)
+    from idempotency_jobs.jobs.tasks import execute_job
     from idempotency_jobs.models import Job
-    from idempotency_jobs.tasks import execute_job
 
     loaded_mb = rss_now_mb()
     start = time.perf_counter()

@@ -98,8 +98,8 @@ def prepare(url: str, rows: int) -> None:
 
 def execute(url: str, job_id: str) -> None:
     example_django(url)
+    from idempotency_jobs.jobs.tasks import execute_job
     from idempotency_jobs.models import Job
-    from idempotency_jobs.tasks import execute_job
 
     csv_mb = Job.objects.get(pk=job_id).params["csv_file"]["size"] / 2**20
     loaded_mb = rss_now_mb()  # Django, plus the job's params as the worker holds them

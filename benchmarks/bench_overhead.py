@@ -102,9 +102,9 @@ def store_alone(report: Report, samples: int, warmup: int) -> None:
 
     from django.db import transaction
 
-    from idempotency_jobs.responses import StoredResponse
-    from idempotency_jobs.stores.base import Claim
-    from idempotency_jobs.stores.database import DatabaseStore
+    from idempotency_jobs.keys.responses import StoredResponse
+    from idempotency_jobs.keys.stores.base import Claim
+    from idempotency_jobs.keys.stores.database import DatabaseStore
     from tests.testapp.models import Widget
 
     store, response = DatabaseStore(), StoredResponse(201, BODY, [("Location", "/widgets/1")])
@@ -142,8 +142,8 @@ def sql_floor(report: Report, url: str, samples: int, warmup: int) -> dict[str, 
 
     import psycopg
 
+    from idempotency_jobs.keys.stores.database import _complete_and_commit_sql, _insert_sql
     from idempotency_jobs.models import IdempotencyKey
-    from idempotency_jobs.stores.database import _complete_and_commit_sql, _insert_sql
     from tests.testapp.models import Widget
 
     keys, widgets = IdempotencyKey._meta.db_table, Widget._meta.db_table
@@ -282,10 +282,10 @@ def in_process(report: Report, samples: int, warmup: int) -> dict[str, list[floa
     """Django's test client: the full handler and middleware, no HTTP, no server."""
     from django.test import Client as DjangoClient
 
-    from idempotency_jobs import core
     from idempotency_jobs.conf import idempotency_settings
-    from idempotency_jobs.stores.database import DatabaseStore
-    from idempotency_jobs.stores.redis import RedisStore
+    from idempotency_jobs.keys import core
+    from idempotency_jobs.keys.stores.database import DatabaseStore
+    from idempotency_jobs.keys.stores.redis import RedisStore
 
     # The store is a project-wide setting; switching it per request needs the lookup patched.
     stores = {

@@ -75,8 +75,8 @@ def claims_beside() -> Iterator[tuple[list[float], list[str]]]:
     yields the claims' wait times and keys, filled in as it goes."""
     from django.db import connection
 
-    from idempotency_jobs.stores.base import Claim
-    from idempotency_jobs.stores.database import DatabaseStore
+    from idempotency_jobs.keys.stores.base import Claim
+    from idempotency_jobs.keys.stores.database import DatabaseStore
 
     waits: list[float] = []
     inserted: list[str] = []

@@ -55,7 +55,7 @@ def measure_parse(path: str, keyed: bool) -> dict[str, Any]:
     from rest_framework.request import Request
     from rest_framework.settings import api_settings
 
-    from idempotency_jobs.fingerprint import default_fingerprint
+    from idempotency_jobs.keys.fingerprint import default_fingerprint
 
     with Path(path).open("rb") as stream:  # the server's socket
         environ = {

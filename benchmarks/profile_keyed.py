@@ -51,7 +51,7 @@ def fingerprint_alone() -> float:
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
 
-    from idempotency_jobs.fingerprint import default_fingerprint
+    from idempotency_jobs.keys.fingerprint import default_fingerprint
 
     factory = APIRequestFactory()
     request = Request(
@@ -76,8 +76,8 @@ def main() -> None:
         from django.test import Client
 
         from benchmarks import views
-        from idempotency_jobs import core, drf
-        from idempotency_jobs.stores import database
+        from idempotency_jobs.keys import core, drf
+        from idempotency_jobs.keys.stores import database
 
         times: dict[str, list[float]] = defaultdict(list)
         # (owner, attribute, label), in the order a request meets them

@@ -14,7 +14,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from idempotency_jobs.drf import IdempotencyMixin
+from idempotency_jobs.keys.drf import IdempotencyMixin
 from tests.testapp.models import Widget
 
 

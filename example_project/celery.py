@@ -12,6 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 
 app = Celery("example_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Imports every installed app's ``tasks`` module in the worker: ``idempotency_jobs.tasks``
+# Imports every installed app's ``tasks`` module in the worker: ``idempotency_jobs.jobs.tasks``
 # builds ``run_job`` on the Celery backend, which registers it with this app.
 app.autodiscover_tasks()

@@ -177,7 +177,7 @@ if TASKS_MODULE == "django_tasks":
 TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
 TASK_BACKENDS = {
     "db": "django_tasks_db.DatabaseBackend",
-    "rq": "idempotency_jobs.rq.RQBackend",  # django-tasks-rq, adapted to django.tasks
+    "rq": "idempotency_jobs.jobs.rq.RQBackend",  # django-tasks-rq, adapted to django.tasks
     "celery": "django_tasks_celery.CeleryBackend",
     "immediate": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend",
 }

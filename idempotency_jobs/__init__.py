@@ -1,6 +1,6 @@
 """Stripe-grade idempotency keys and asynchronous jobs for Django REST framework.
 
-Public API: ``idempotency_jobs.drf`` (``IdempotencyMixin``, ``idempotent``),
+Public API: ``idempotency_jobs.keys.drf`` (``IdempotencyMixin``, ``idempotent``),
 ``idempotency_jobs.jobs`` (job kinds and their viewset), ``idempotency_jobs.exceptions``,
 ``idempotency_jobs.signals`` (what happened to a key or a job).
 """

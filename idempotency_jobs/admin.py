@@ -9,8 +9,8 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .jobs import enqueue_job
-from .models import IdempotencyKey, Job
+from idempotency_jobs.jobs.tasks import enqueue_job
+from idempotency_jobs.models import IdempotencyKey, Job
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

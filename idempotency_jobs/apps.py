@@ -7,7 +7,7 @@ class IdempotencyJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from idempotency_jobs import checks  # noqa: F401  (registers the system checks)
 
         if apps.is_installed("drf_spectacular"):
-            from . import schema  # noqa: F401  (registers the OpenAPI view extension)
+            from idempotency_jobs import schema_extension  # noqa: F401  (registers it)

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DEFAULTS, DURATIONS, SETTINGS_NAME, idempotency_settings
-from .exceptions import IdempotencyConfigurationError
-from .models import IdempotencyKey
-from .stores import store_class
+from idempotency_jobs.conf import DEFAULTS, DURATIONS, SETTINGS_NAME, idempotency_settings
+from idempotency_jobs.exceptions import IdempotencyConfigurationError
+from idempotency_jobs.keys.models import IdempotencyKey
+from idempotency_jobs.keys.stores import store_class
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_KEY_COLUMN = IdempotencyKey._meta.get_field("key").max_length

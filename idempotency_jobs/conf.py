@@ -34,8 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "KEY_MIN_LENGTH": 10,
     "KEY_MAX_LENGTH": 1024,
     # Identity of a request.
-    "SCOPE_FUNCTION": "idempotency_jobs.scope.default_scope",
-    "FINGERPRINT_FUNCTION": "idempotency_jobs.fingerprint.default_fingerprint",
+    "SCOPE_FUNCTION": "idempotency_jobs.keys.scope.default_scope",
+    "FINGERPRINT_FUNCTION": "idempotency_jobs.keys.fingerprint.default_fingerprint",
     # Lifecycle.
     "TTL": timedelta(hours=24),
     "LEASE": timedelta(minutes=5),

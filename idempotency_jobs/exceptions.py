@@ -17,9 +17,8 @@ from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
-from rest_framework.views import exception_handler
 
-from .conf import idempotency_settings
+from idempotency_jobs.conf import idempotency_settings
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -208,6 +207,10 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 
     Optional: idempotency errors are problem details with or without it.
     """
+    # Imported here, not at the top: this module is on a worker's import path (the system
+    # checks read its exceptions), and a worker never needs DRF's views.
+    from rest_framework.views import exception_handler
+
     if isinstance(exc, Http404):  # as DRF's own handler does, so they get problem bodies too
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):

@@ -8,9 +8,10 @@ an ``@idempotent`` handler, for the methods it covers) gets:
 * ``application/problem+json`` answers for 400, 406, 409 (with ``Retry-After``), 411, 422 and
   503.
 
-With ``drf_spectacular`` in ``INSTALLED_APPS`` this module is imported at startup and its view
-extension documents idempotent views by itself. Operations customised with ``@extend_schema``
-bypass view extensions; set ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] =
+With ``drf_spectacular`` in ``INSTALLED_APPS``, the view extension of
+:mod:`idempotency_jobs.schema_extension` (registered at startup) gives every view this module's
+schema mixin, so idempotent views are documented by themselves. Operations customised with
+``@extend_schema`` bypass view extensions; set ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] =
 "idempotency_jobs.schema.AutoSchema"`` to cover those too.
 """
 
@@ -19,17 +20,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.plumbing import ComponentRegistry, ResolvedComponent, get_class
+from drf_spectacular.plumbing import ComponentRegistry, ResolvedComponent
 
-from .conf import idempotency_settings
-from .core import IdempotencyOptions
-from .drf import IdempotencyMixin
-from .exceptions import PROBLEM_CONTENT_TYPE
-from .jobs import JobViewSet
-from .responses import REPLAYED_HEADER
-from .serializers import JobSerializer
+from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
+from idempotency_jobs.jobs.serializers import JobSerializer
+from idempotency_jobs.jobs.views import JobViewSet
+from idempotency_jobs.keys.core import IdempotencyOptions
+from idempotency_jobs.keys.drf import IdempotencyMixin
+from idempotency_jobs.keys.responses import REPLAYED_HEADER
 
 __all__ = ["AutoSchema", "IdempotencySchemaMixin", "idempotency_options_for"]
 
@@ -216,30 +216,3 @@ class IdempotencySchemaMixin:
 class AutoSchema(IdempotencySchemaMixin, SpectacularAutoSchema):
     """drf-spectacular's ``AutoSchema`` that documents idempotency; use as
     ``DEFAULT_SCHEMA_CLASS`` to cover ``@extend_schema`` operations as well."""
-
-
-class IdempotentViewExtension(OpenApiViewExtension):
-    """Gives every view a schema class with :class:`IdempotencySchemaMixin`, without settings."""
-
-    target_class = "rest_framework.views.APIView"
-    match_subclasses = True
-    priority = -1  # any project extension for a specific view wins
-
-    def view_replacement(self) -> Any:
-        view_class = self.target
-        schema_class = get_class(view_class.schema)
-        documented = issubclass(schema_class, SpectacularAutoSchema)  # not e.g. ``schema = None``
-        if not documented or issubclass(schema_class, IdempotencySchemaMixin):
-            return view_class
-        idempotent_schema = type(
-            f"Idempotent{schema_class.__name__}", (IdempotencySchemaMixin, schema_class), {}
-        )
-        return type(
-            view_class.__name__,
-            (view_class,),
-            {
-                "schema": idempotent_schema(),
-                "__module__": view_class.__module__,
-                "__doc__": view_class.__doc__,
-            },
-        )

@@ -11,8 +11,8 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.utils import timezone
 
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import IdempotencyKey, Job
-from idempotency_jobs.tasks import execute_job
 
 CHANGELIST = "/admin/idempotency_jobs/idempotencykey/"
 

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from example_project.openapi import LETTER_EXAMPLES, not_found
 from example_project.parsers import JSONParser
 from example_project.workspaces.api import WorkspaceAPIMixin
-from idempotency_jobs.drf import IdempotencyMixin
+from idempotency_jobs.keys.drf import IdempotencyMixin
 
 from .models import Letter
 from .serializers import LetterCreateSerializer, letter_data, nest_form_fields

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from example_project.workspaces.models import Workspace
-from idempotency_jobs.jobs import JobFailed, JobKind, JobRun, register_job_kind
+from idempotency_jobs.jobs.kinds import JobFailed, JobKind, JobRun, register_job_kind
 
 from .exports import export_subscribers
 from .import_files import CsvFileMissing, open_csv

@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 
 from example_project.openapi import MAILRITH_IMPORT_EXAMPLE, not_found
 from example_project.workspaces.api import WorkspaceAPIMixin
-from idempotency_jobs.jobs import JobViewSet
+from idempotency_jobs.jobs.serializers import JobSerializer
+from idempotency_jobs.jobs.views import JobViewSet
 from idempotency_jobs.models import Job
-from idempotency_jobs.serializers import JobSerializer
 
 from .exports import export_file_name, export_storage
 from .import_files import delete_csv, store_csv

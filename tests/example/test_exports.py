@@ -25,8 +25,8 @@ from example_project.subscribers.exports import (
 )
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import Job
-from idempotency_jobs.tasks import execute_job
 from tests.example.test_support import export_media, make_key, no_jobs_run, workspace_client
 
 __all__ = ["export_media", "make_key", "no_jobs_run", "workspace_client"]

@@ -43,7 +43,7 @@ from example_project.subscribers.imports import (
 )
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
-from idempotency_jobs.fingerprint import default_fingerprint
+from idempotency_jobs.keys.fingerprint import default_fingerprint
 from idempotency_jobs.models import Job
 from tests.example.test_support import valid_email
 from tests.reliability.test_support import IMPORT_URL, MAPPINGS, workspace_secret

@@ -24,10 +24,11 @@ from example_project.subscribers.imports import import_subscribers
 from example_project.subscribers.jobs import IMPORT
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
-from idempotency_jobs.drf import idempotency_claim
-from idempotency_jobs.jobs import JobRun, JobViewSet
+from idempotency_jobs.jobs.kinds import JobRun
+from idempotency_jobs.jobs.tasks import execute_job
+from idempotency_jobs.jobs.views import JobViewSet
+from idempotency_jobs.keys.drf import idempotency_claim
 from idempotency_jobs.models import IdempotencyKey, Job
-from idempotency_jobs.tasks import execute_job
 from tests.example.test_support import (
     export_media,
     make_key,

@@ -20,9 +20,9 @@ import django
 import pytest
 from django.core.management import call_command
 
-from idempotency_jobs import rq, tasks_compat
-from idempotency_jobs.tasks import run_job
-from idempotency_jobs.tasks_compat import (
+from idempotency_jobs.jobs import rq, tasks_compat
+from idempotency_jobs.jobs.tasks import run_job
+from idempotency_jobs.jobs.tasks_compat import (
     TaskResultStatus,
     is_task,
     reports_waiting,
@@ -110,7 +110,7 @@ def test_without_the_backport_django_5_2_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['django_tasks'] = None\n"
         "import django; from django.conf import settings; settings.configure(); django.setup()\n"
-        "import idempotency_jobs.tasks_compat\n"
+        "import idempotency_jobs.jobs.tasks_compat\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from idempotency_jobs.job_errors import JobError
-from idempotency_jobs.jobs import JobFailed
+from idempotency_jobs.jobs.errors import JobError
+from idempotency_jobs.jobs.kinds import JobFailed
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "jobs.md"
 

@@ -21,17 +21,11 @@ from django_tasks_db.models import DBTaskResult
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from idempotency_jobs.jobs import (
-    JobKind,
-    JobRun,
-    enqueue_job,
-    get_job_kind,
-    register_job_kind,
-)
+from idempotency_jobs.jobs.kinds import JobKind, JobRun, get_job_kind, register_job_kind
+from idempotency_jobs.jobs.recovery import recover_jobs
+from idempotency_jobs.jobs.tasks import enqueue_job, execute_job
+from idempotency_jobs.jobs.unknown_fields import unknown_fields
 from idempotency_jobs.models import Job
-from idempotency_jobs.recovery import recover_jobs
-from idempotency_jobs.tasks import execute_job
-from idempotency_jobs.unknown_fields import unknown_fields
 from tests.helpers import JOB_FIELDS, configure, is_replay, stored_keys
 from tests.testapp.jobs import WidgetBatchSerializer, make_widgets
 from tests.testapp.models import Widget

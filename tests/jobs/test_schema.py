@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-import idempotency_jobs.schema  # noqa: F401  (registers the view extension, as AppConfig.ready does)
-from idempotency_jobs.drf import IdempotencyMixin
+import idempotency_jobs.schema_extension  # noqa: F401  (registers the view extension, as AppConfig.ready does)
+from idempotency_jobs.keys.drf import IdempotencyMixin
 from tests.helpers import JOB_FIELDS
 from tests.testapp import views
 from tests.testapp.jobs import WidgetJobViewSet

@@ -17,9 +17,9 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from idempotency_jobs.jobs.recovery import recover_jobs
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import Job
-from idempotency_jobs.recovery import recover_jobs
-from idempotency_jobs.tasks import execute_job
 from tests.helpers import configure
 from tests.testapp.models import Widget
 

@@ -24,11 +24,11 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
-from idempotency_jobs import tasks_compat
+from idempotency_jobs.jobs import tasks_compat
+from idempotency_jobs.jobs.recovery import recover_jobs
+from idempotency_jobs.jobs.tasks import send_job
+from idempotency_jobs.jobs.tasks_compat import TaskResultStatus, same_status, task_backends
 from idempotency_jobs.models import Job
-from idempotency_jobs.recovery import recover_jobs
-from idempotency_jobs.tasks import send_job
-from idempotency_jobs.tasks_compat import TaskResultStatus, same_status, task_backends
 from tests.helpers import configure
 from tests.testapp.models import Widget
 

@@ -15,10 +15,10 @@ from rest_framework.views import APIView
 
 from idempotency_jobs.checks import check_settings
 from idempotency_jobs.conf import DEFAULTS, DURATIONS, idempotency_settings
-from idempotency_jobs.drf import idempotent
 from idempotency_jobs.exceptions import IdempotencyConfigurationError
-from idempotency_jobs.stores import get_store
-from idempotency_jobs.stores.database import DatabaseStore
+from idempotency_jobs.keys.drf import idempotent
+from idempotency_jobs.keys.stores import get_store
+from idempotency_jobs.keys.stores.database import DatabaseStore
 from tests.helpers import CORE_DB, assert_executed, is_replay, post, widgets
 
 

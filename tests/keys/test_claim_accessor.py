@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
-from idempotency_jobs.drf import idempotency_claim, idempotent
+from idempotency_jobs.keys.drf import idempotency_claim, idempotent
 from tests.testapp.auth import HeaderUserAuthentication
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,8 +10,8 @@ from django.db import connection, connections
 from django.db.utils import load_backend
 from rest_framework.test import APIClient
 
+from idempotency_jobs.keys.stores import Claim, get_store
 from idempotency_jobs.models import IdempotencyKey
-from idempotency_jobs.stores import Claim, get_store
 from tests.helpers import (
     CORE_DB,
     DECORATOR,

@@ -17,8 +17,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from idempotency_jobs import fingerprint as fingerprint_module
-from idempotency_jobs.fingerprint import default_fingerprint
+from idempotency_jobs.keys import fingerprint as fingerprint_module
+from idempotency_jobs.keys.fingerprint import default_fingerprint
 from tests.helpers import (
     CORE_DB,
     DECORATOR,
@@ -616,7 +616,7 @@ def test_chunked_body_the_server_cannot_end_is_411_and_runs_nothing(api, store, 
 def test_a_body_without_a_length_under_asgi_is_given_its_length():
     from django.core.handlers.asgi import ASGIRequest
 
-    from idempotency_jobs.body import read_chunked_body
+    from idempotency_jobs.keys.body import read_chunked_body
 
     body = b'{"name": "w", "payload": {"a": 1}}'
     scope = {

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from idempotency_jobs.exceptions import IdempotencyKeyInvalid
-from idempotency_jobs.keys import parse_key
+from idempotency_jobs.keys.headers import parse_key
 from tests.helpers import (
     CORE_DB,
     DECORATOR,

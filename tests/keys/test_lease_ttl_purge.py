@@ -13,9 +13,9 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from idempotency_jobs.keys.responses import StoredResponse
+from idempotency_jobs.keys.stores import Claim, Existing, LeaseLost, get_store
 from idempotency_jobs.models import IdempotencyKey, Job
-from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import Claim, Existing, LeaseLost, get_store
 from tests.helpers import (
     CORE_DB,
     KEY,

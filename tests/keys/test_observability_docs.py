@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from idempotency_jobs import signals
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import Job
-from idempotency_jobs.tasks import execute_job
 from tests.helpers import CORE_DB, post
 
 pytestmark = CORE_DB

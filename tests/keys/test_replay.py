@@ -8,9 +8,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from idempotency_jobs import core
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE, problem_exception_handler
-from idempotency_jobs.responses import accepts
+from idempotency_jobs.keys import core
+from idempotency_jobs.keys.responses import accepts
 from tests.helpers import (
     BODY,
     CORE_DB,

@@ -16,9 +16,9 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from idempotency_jobs import signals
+from idempotency_jobs.jobs.recovery import recover_jobs
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import IdempotencyKey, Job
-from idempotency_jobs.recovery import recover_jobs
-from idempotency_jobs.tasks import execute_job
 from tests.helpers import (
     BODY,
     CORE_DB,

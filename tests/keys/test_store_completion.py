@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from idempotency_jobs.keys.responses import StoredResponse
+from idempotency_jobs.keys.stores import LeaseLost, get_store
 from idempotency_jobs.models import IdempotencyKey
-from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import LeaseLost, get_store
 from tests.helpers import CORE_DB, KEY, configure, widgets
 from tests.testapp.models import Widget
 
@@ -78,7 +78,7 @@ def test_the_commit_rides_along_only_with_client_side_binding():
     """With server-side binding a query string holds one statement: the COMMIT stays apart."""
     import psycopg
 
-    from idempotency_jobs.stores.database import _binds_client_side
+    from idempotency_jobs.keys.stores.database import _binds_client_side
 
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)

@@ -1,4 +1,4 @@
-"""The store contract (idempotency_jobs/stores/base.py): a third-party store is one class.
+"""The store contract (idempotency_jobs/keys/stores/base.py): a third-party store is one class.
 
 ``MemoryStore`` below is such a store, written against the contract alone and named by dotted
 path in ``STORE``: the request flow, the checks and the purge command use it without knowing it.
@@ -18,9 +18,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from idempotency_jobs.checks import check_settings
-from idempotency_jobs.models import IdempotencyKey
-from idempotency_jobs.responses import StoredResponse
-from idempotency_jobs.stores import (
+from idempotency_jobs.keys.responses import StoredResponse
+from idempotency_jobs.keys.stores import (
     Claim,
     Existing,
     LeaseLost,
@@ -29,8 +28,9 @@ from idempotency_jobs.stores import (
     get_store,
     store_class,
 )
-from idempotency_jobs.stores.database import DatabaseStore
-from idempotency_jobs.stores.redis import RedisStore
+from idempotency_jobs.keys.stores.database import DatabaseStore
+from idempotency_jobs.keys.stores.redis import RedisStore
+from idempotency_jobs.models import IdempotencyKey
 from tests.helpers import BODY, FACES, configure, post, widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,7 +64,7 @@ class MemoryStore(Store):
         self, scope: str, key: str, fingerprint: str, *, ttl: timedelta, lease: timedelta
     ) -> Claim | Existing:
         self._fail("claim")
-        from idempotency_jobs.stores.base import new_token
+        from idempotency_jobs.keys.stores.base import new_token
 
         now = timezone.now()
         with self.lock:

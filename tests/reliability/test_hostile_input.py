@@ -19,7 +19,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 
 from example_project.letters.models import Letter
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
-from idempotency_jobs.fingerprint import default_fingerprint
+from idempotency_jobs.keys.fingerprint import default_fingerprint
 from idempotency_jobs.models import Job
 from tests.helpers import stored_keys
 from tests.reliability.test_support import (

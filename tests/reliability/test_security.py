@@ -27,8 +27,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from example_project.workspaces.models import ApiKey, Workspace, hash_secret
+from idempotency_jobs.jobs.tasks import execute_job
 from idempotency_jobs.models import IdempotencyKey, Job
-from idempotency_jobs.tasks import execute_job
 from tests.helpers import configure, redis_records, stored_keys
 from tests.redis_scope import run_keys
 from tests.reliability.test_support import IMPORT_URL, import_body, wait_for, workspace_secret

@@ -16,7 +16,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "django_rq"]
 TASKS = {
     **TASKS,
     "db": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["ij-jobs-db"]},
-    "rq": {"BACKEND": "idempotency_jobs.rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
+    "rq": {"BACKEND": "idempotency_jobs.jobs.rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
     "rq-stock": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["ij-jobs-rq"]},
 }
 RQ_QUEUES = {"ij-jobs-rq": {"URL": REDIS_URL}}

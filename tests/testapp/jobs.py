@@ -21,7 +21,8 @@ from typing import Any
 from django.db import connections
 from rest_framework import serializers
 
-from idempotency_jobs.jobs import JobFailed, JobKind, JobRun, JobViewSet, register_job_kind
+from idempotency_jobs.jobs.kinds import JobFailed, JobKind, JobRun, register_job_kind
+from idempotency_jobs.jobs.views import JobViewSet
 from idempotency_jobs.models import Job
 
 from .database_faults import FAULTS

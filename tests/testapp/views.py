@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from idempotency_jobs.drf import IdempotencyMixin, idempotent
+from idempotency_jobs.keys.drf import IdempotencyMixin, idempotent
 
 from .auth import StatelessAuthentication
 from .models import Revocation, Widget

@@ -7,9 +7,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 
-from ...conf import SETTINGS_NAME, idempotency_settings, parse_duration
-from ...stores import get_store, store_class
-from ...stores.database import DatabaseStore
+from idempotency_jobs.conf import SETTINGS_NAME, idempotency_settings, parse_duration
+from idempotency_jobs.keys.stores import get_store, store_class
+from idempotency_jobs.keys.stores.database import DatabaseStore
 
 
 def older_than_age(value: str) -> timedelta:

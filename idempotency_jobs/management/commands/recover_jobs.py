@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from ...recovery import RecoveryReport, recover_jobs
+from idempotency_jobs.jobs.recovery import RecoveryReport, recover_jobs
 
 
 class Command(BaseCommand):

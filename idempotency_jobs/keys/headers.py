@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from django.http import HttpRequest
 
-from .exceptions import IdempotencyKeyInvalid
+from idempotency_jobs.exceptions import IdempotencyKeyInvalid
 
 __all__ = ["parse_key"]
 

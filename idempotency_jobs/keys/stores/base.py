@@ -1,7 +1,7 @@
 """The key store contract: what every store promises the request flow.
 
 A store is one class. ``IDEMPOTENCY_JOBS["STORE"]`` names it (``"database"``, ``"redis"`` or
-the dotted path of a :class:`Store` subclass); :func:`idempotency_jobs.stores.get_store` builds
+the dotted path of a :class:`Store` subclass); :func:`idempotency_jobs.keys.stores.get_store` builds
 it once per configuration with :meth:`Store.from_settings`, and ``manage.py check`` runs its
 :meth:`Store.check`. Nothing else in the package needs to know which store it talks to: what
 differs between stores is declared by the capability attributes below. See docs/stores.md.
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from django.core.checks import CheckMessage
 
-from ..responses import StoredResponse
+from idempotency_jobs.keys.responses import StoredResponse
 
 __all__ = [
     "Claim",

@@ -10,9 +10,16 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-from ..conf import SETTINGS_NAME, idempotency_settings
-from ..exceptions import IdempotencyConfigurationError
-from .base import Claim, Existing, LeaseLost, Store, StoreError, StoreUnavailable
+from idempotency_jobs.conf import SETTINGS_NAME, idempotency_settings
+from idempotency_jobs.exceptions import IdempotencyConfigurationError
+from idempotency_jobs.keys.stores.base import (
+    Claim,
+    Existing,
+    LeaseLost,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 __all__ = [
     "Claim",
@@ -26,8 +33,8 @@ __all__ = [
 ]
 
 STORES = {
-    "database": "idempotency_jobs.stores.database.DatabaseStore",
-    "redis": "idempotency_jobs.stores.redis.RedisStore",
+    "database": "idempotency_jobs.keys.stores.database.DatabaseStore",
+    "redis": "idempotency_jobs.keys.stores.redis.RedisStore",
 }
 
 

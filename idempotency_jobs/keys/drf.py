@@ -11,8 +11,9 @@ from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from .conf import idempotency_settings
-from .core import (
+from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.exceptions import IdempotencyConfigurationError
+from idempotency_jobs.keys.core import (
     UNSET,
     FingerprintFunction,
     IdempotencyOptions,
@@ -21,7 +22,6 @@ from .core import (
     handle,
     idempotency_claim,
 )
-from .exceptions import IdempotencyConfigurationError
 
 __all__ = ["IdempotencyMixin", "idempotency_claim", "idempotent"]
 

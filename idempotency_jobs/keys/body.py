@@ -18,7 +18,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from rest_framework.request import Empty, Request
 
-from .exceptions import IdempotencyLengthRequired
+from idempotency_jobs.exceptions import IdempotencyLengthRequired
 
 __all__ = ["read_chunked_body"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Job
+from idempotency_jobs.jobs.kinds import get_job_kind
+from idempotency_jobs.jobs.models import Job
 
 __all__ = ["JobSerializer"]
 
@@ -34,7 +35,5 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         read_only_fields = fields
 
     def get_object(self, job: Job) -> str:
-        from .jobs import get_job_kind
-
         kind = self.context.get("job_kind") or get_job_kind(job.kind, default=None)
         return kind.object if kind is not None else job.kind

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from .conf import idempotency_settings
-from .job_errors import JobError
-from .models import Job
-from .tasks import send_job, task_is_waiting
+from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.jobs.errors import JobError
+from idempotency_jobs.jobs.models import Job
+from idempotency_jobs.jobs.tasks import send_job, task_is_waiting
 
 __all__ = ["RecoveryReport", "recover_jobs"]
 

@@ -12,15 +12,15 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
-from .conf import idempotency_settings
-from .failures import close_broken_connections, is_transient
-from .job_errors import JobError
-from .jobs import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
-from .models import Job
-from .tasks_compat import (
+from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.jobs.errors import JobError
+from idempotency_jobs.jobs.failures import close_broken_connections, is_transient
+from idempotency_jobs.jobs.kinds import JobFailed, JobLeaseLost, JobRun, get_job_kind, to_json
+from idempotency_jobs.jobs.models import Job
+from idempotency_jobs.jobs.tasks_compat import (
     Task,
     TaskResultStatus,
     build_task,
@@ -29,7 +29,7 @@ from .tasks_compat import (
     task_backends,
 )
 
-__all__ = ["execute_job", "run_job", "send_job", "task_is_waiting"]
+__all__ = ["enqueue_job", "execute_job", "run_job", "send_job", "task_is_waiting"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +141,13 @@ def _interrupted(job: Job, run: JobRun, exc: Exception) -> str:
         return str(Job.Status.FAILED)
     logger.warning("Job %s (%s) interrupted; to be run again.", job.pk, job.kind, exc_info=exc)
     return "retry"
+
+
+def enqueue_job(job: Job) -> None:
+    """Hand ``job`` to the task backend once the current transaction commits.
+
+    A job is never run before its row is committed. If the enqueue itself fails (broker
+    down), the job stays ``queued`` and ``recover_jobs`` enqueues it again later.
+    """
+    alias = router.db_for_write(Job)
+    transaction.on_commit(lambda: send_job(job), using=alias, robust=True)

@@ -22,9 +22,8 @@ from django.template.response import SimpleTemplateResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from .body import read_chunked_body
-from .conf import idempotency_settings
-from .exceptions import (
+from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.exceptions import (
     IdempotencyConfigurationError,
     IdempotencyError,
     IdempotencyKeyInUse,
@@ -37,11 +36,20 @@ from .exceptions import (
     IdempotencyStoreUnavailable,
     problem_response,
 )
-from .keys import parse_key
-from .models import IdempotencyKey
-from .responses import StoredResponse, accepts
-from .signals import key_outcome
-from .stores import Claim, Existing, LeaseLost, Store, StoreError, StoreUnavailable, get_store
+from idempotency_jobs.keys.body import read_chunked_body
+from idempotency_jobs.keys.headers import parse_key
+from idempotency_jobs.keys.models import IdempotencyKey
+from idempotency_jobs.keys.responses import StoredResponse, accepts
+from idempotency_jobs.keys.stores import (
+    Claim,
+    Existing,
+    LeaseLost,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    get_store,
+)
+from idempotency_jobs.signals import key_outcome
 
 __all__ = ["UNSET", "IdempotencyOptions", "handle", "idempotency_claim"]
 

@@ -61,7 +61,7 @@ def build_task(func: Callable[..., Any], *, backend: str, queue_name: str) -> Ta
 
     ``@task`` builds the backend's ``task_class``, and on Django 6 django-tasks-rq's is the
     backport's ``Task``, which django-tasks-db rejects: a task built here runs on every backend
-    (the RQ worker accepts it too). ``idempotency_jobs.rq.RQBackend`` sets ``task_class`` to
+    (the RQ worker accepts it too). ``idempotency_jobs.jobs.rq.RQBackend`` sets ``task_class`` to
     this ``Task`` for the project's own ``@task`` functions. Every field is given: Django 6.0's
     ``Task`` has no defaults (6.1's and the backport's do)."""
     return Task(

@@ -13,10 +13,17 @@ from django.db import IntegrityError, connections, transaction
 from django.db.utils import DataError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from ..conf import SETTINGS_NAME
-from ..models import IdempotencyKey
-from ..responses import StoredResponse
-from .base import Claim, Existing, LeaseLost, Store, new_token, unavailable_on
+from idempotency_jobs.conf import SETTINGS_NAME
+from idempotency_jobs.keys.models import IdempotencyKey
+from idempotency_jobs.keys.responses import StoredResponse
+from idempotency_jobs.keys.stores.base import (
+    Claim,
+    Existing,
+    LeaseLost,
+    Store,
+    new_token,
+    unavailable_on,
+)
 
 __all__ = ["DatabaseStore"]
 

@@ -10,7 +10,7 @@ Django. On Django 6 it runs Django's ``Task`` objects fine (enqueue,
 * ``get_result()`` looks jobs up on ``RQ_QUEUES["default"]``, a ``KeyError`` unless a queue
   named ``default`` exists. Here it uses the backend's own queues' connection.
 
-Use ``"BACKEND": "idempotency_jobs.rq.RQBackend"`` in ``TASKS``; run workers with
+Use ``"BACKEND": "idempotency_jobs.jobs.rq.RQBackend"`` in ``TASKS``; run workers with
 ``manage.py rqworker <queues> --job-class django_tasks_rq.Job`` (without ``--job-class`` every
 job fails: ``'Task' object is not callable``). All queues of one backend must live on one Redis.
 Task signals are sent as the backport's (``django_tasks.signals``), which nothing here uses.
@@ -27,7 +27,7 @@ import django_tasks_rq
 from django.core import checks
 from rq.exceptions import NoSuchJobError
 
-from .tasks_compat import Task
+from idempotency_jobs.jobs.tasks_compat import Task
 
 __all__ = ["BACKPORT_TESTED", "RQBackend"]
 

@@ -17,9 +17,16 @@ from django.core.checks import CheckMessage, Error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import IdempotencyConfigurationError
-from ..responses import StoredResponse
-from .base import Claim, Existing, LeaseLost, Store, new_token, unavailable_on
+from idempotency_jobs.exceptions import IdempotencyConfigurationError
+from idempotency_jobs.keys.responses import StoredResponse
+from idempotency_jobs.keys.stores.base import (
+    Claim,
+    Existing,
+    LeaseLost,
+    Store,
+    new_token,
+    unavailable_on,
+)
 
 __all__ = ["RedisStore"]
 
