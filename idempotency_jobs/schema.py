@@ -27,7 +27,7 @@ from idempotency_jobs.conf import idempotency_settings
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
 from idempotency_jobs.jobs.serializers import JobSerializer
 from idempotency_jobs.jobs.views import JobViewSet
-from idempotency_jobs.keys.core import IdempotencyOptions
+from idempotency_jobs.keys.core import IdempotencyOptions, ResolvedOptions
 from idempotency_jobs.keys.drf import IdempotencyMixin
 from idempotency_jobs.keys.responses import REPLAYED_HEADER
 
@@ -66,15 +66,15 @@ PROBLEMS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def idempotency_options_for(view: Any, method: str) -> IdempotencyOptions | None:
+def idempotency_options_for(view: Any, method: str) -> ResolvedOptions | None:
     """The idempotency options of ``view``'s handler for ``method``, if it takes part."""
     options = _handler_options(_handler(view, method))
     if options is None:
         if not isinstance(view, IdempotencyMixin):
             return None
         options = view.get_idempotency_options()
-    methods = {name.upper() for name in options.get("methods")}
-    return options if method.upper() in methods else None
+    resolved = options.resolve()
+    return resolved if resolved.covers(method) else None
 
 
 def _handler(view: Any, method: str) -> Any:
@@ -122,7 +122,7 @@ def _problem_component(registry: ComponentRegistry) -> dict[str, Any]:
 
 
 def document_idempotency(
-    operation: dict[str, Any], options: IdempotencyOptions, registry: ComponentRegistry
+    operation: dict[str, Any], options: ResolvedOptions, registry: ComponentRegistry
 ) -> None:
     """Add the key headers, the replay header and the problem responses to ``operation``."""
     parameters = operation.setdefault("parameters", [])
@@ -141,7 +141,7 @@ def document_idempotency(
             {
                 "in": "header",
                 "name": name,
-                "required": bool(options.get("required")) and index == 0,
+                "required": options.required and index == 0,
                 "description": description,
                 "schema": {
                     "type": "string",

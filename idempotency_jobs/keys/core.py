@@ -11,18 +11,26 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from idempotency_jobs.conf import idempotency_settings
+from idempotency_jobs.conf import (
+    DURATION_FORMATS,
+    SETTINGS_NAME,
+    idempotency_settings,
+    to_duration,
+)
 from idempotency_jobs.exceptions import (
     IdempotencyConfigurationError,
     IdempotencyError,
@@ -51,7 +59,14 @@ from idempotency_jobs.keys.stores import (
 )
 from idempotency_jobs.signals import key_outcome
 
-__all__ = ["UNSET", "IdempotencyOptions", "handle", "idempotency_claim"]
+__all__ = [
+    "OPTION_NAMES",
+    "UNSET",
+    "IdempotencyOptions",
+    "ResolvedOptions",
+    "handle",
+    "idempotency_claim",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +82,14 @@ FingerprintFunction = Callable[[Request], str]
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyOptions:
-    """Per-view choices; anything left ``UNSET`` falls back to ``IDEMPOTENCY_JOBS``."""
+    """A view's idempotency options: the one list of them (docs/configuration.md#per-view).
+
+    The mixin reads each as ``idempotency_<name>`` on the view class, ``@idempotent`` takes them
+    as keywords. ``UNSET`` falls back to ``IDEMPOTENCY_JOBS`` (``scope`` and ``fingerprint``:
+    to the view's ``get_idempotency_scope`` / ``get_idempotency_fingerprint``, then to
+    ``SCOPE_FUNCTION`` / ``FINGERPRINT_FUNCTION``). Checked when made, so a mistake is an error
+    at import time, on either face; :meth:`resolve` gives the values a request uses.
+    """
 
     required: bool = UNSET
     replay_status: int | None = UNSET
@@ -77,9 +99,111 @@ class IdempotencyOptions:
     scope: ScopeFunction = UNSET
     fingerprint: FingerprintFunction = UNSET
 
-    def get(self, name: str) -> Any:
-        value = getattr(self, name)
+    def __post_init__(self) -> None:
+        if self.methods is not UNSET:
+            if isinstance(self.methods, str) or not self.methods:
+                raise IdempotencyConfigurationError(
+                    f"methods={self.methods!r}: give a list of HTTP methods, e.g. ['POST']."
+                )
+            object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        if self.ttl is not UNSET:
+            try:
+                ttl = to_duration("ttl", self.ttl)
+            except ImproperlyConfigured:
+                raise IdempotencyConfigurationError(
+                    f"ttl={self.ttl!r} must be {DURATION_FORMATS}."
+                ) from None
+            if ttl <= timedelta(0):
+                raise IdempotencyConfigurationError(f"ttl={self.ttl!r} must be positive.")
+            object.__setattr__(self, "ttl", ttl)
+        for name in ("required", "store_4xx"):
+            value = getattr(self, name)
+            if value is not UNSET and not isinstance(value, bool):
+                raise IdempotencyConfigurationError(f"{name}={value!r} must be True or False.")
+        status = self.replay_status
+        if status not in (UNSET, None) and (
+            isinstance(status, bool) or not isinstance(status, int) or not 200 <= status < 600
+        ):
+            raise IdempotencyConfigurationError(
+                f"replay_status={status!r} is not an HTTP status (an int from 200 to 599)."
+            )
+        for name in ("scope", "fingerprint"):
+            value = getattr(self, name)
+            if value is not UNSET and not callable(value):
+                raise IdempotencyConfigurationError(
+                    f"{name}={value!r} must be a function of the request."
+                )
+
+    @classmethod
+    def from_keywords(cls, **options: Any) -> IdempotencyOptions:
+        """``@idempotent``'s keywords: an unknown name is an error naming the known ones."""
+        if unknown := sorted(set(options) - set(OPTION_NAMES)):
+            raise IdempotencyConfigurationError(
+                f"Unknown idempotency option(s) {unknown}; the options are "
+                f"{', '.join(OPTION_NAMES)}."
+            )
+        return cls(**options)
+
+    @classmethod
+    def declared_by(cls, view_class: type) -> IdempotencyOptions:
+        """The mixin's face: ``idempotency_<name>`` on ``view_class`` for every option."""
+        try:
+            return cls(
+                **{name: getattr(view_class, f"idempotency_{name}") for name in OPTION_NAMES}
+            )
+        except IdempotencyConfigurationError as exc:
+            raise IdempotencyConfigurationError(
+                f"{view_class.__qualname__}.idempotency_{exc}"
+            ) from None
+
+    def resolve(self) -> ResolvedOptions:
+        """These options over the current ``IDEMPOTENCY_JOBS``, nothing left unset (cached
+        until the settings change)."""
+        return _resolve(self)
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(IdempotencyOptions))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedOptions:
+    """What one request uses. ``scope`` / ``fingerprint`` are ``None`` when the view did not
+    choose one: the view's hook runs, else the setting's function."""
+
+    required: bool
+    replay_status: int | None
+    ttl: timedelta
+    methods: frozenset[str]
+    store_4xx: bool
+    scope: ScopeFunction | None
+    fingerprint: FingerprintFunction | None
+
+    def covers(self, method: str | None) -> bool:
+        """Whether a request with ``method`` takes part: the one place this is decided."""
+        return method is not None and method.upper() in self.methods
+
+
+@functools.cache
+def _resolve(options: IdempotencyOptions) -> ResolvedOptions:
+    def pick(name: str) -> Any:
+        value = getattr(options, name)
         return getattr(idempotency_settings, name.upper()) if value is UNSET else value
+
+    return ResolvedOptions(
+        required=bool(pick("required")),
+        replay_status=pick("replay_status"),
+        ttl=pick("ttl"),
+        methods=frozenset(m.upper() for m in pick("methods")),
+        store_4xx=bool(pick("store_4xx")),
+        scope=None if options.scope is UNSET else options.scope,
+        fingerprint=None if options.fingerprint is UNSET else options.fingerprint,
+    )
+
+
+@receiver(setting_changed)
+def _forget_resolved(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        _resolve.cache_clear()
 
 
 CLAIM_ATTRIBUTE = "_idempotency_claim"
@@ -97,11 +221,11 @@ def handle(
     view: APIView,
     request: Request,
     call_view: Callable[[], HttpResponseBase],
-    options: IdempotencyOptions,
+    declared: IdempotencyOptions,
 ) -> HttpResponseBase:
     """Run ``call_view`` at most once per caller and key, replaying its stored response."""
-    methods = {method.upper() for method in options.get("methods")}
-    if request.method not in methods or idempotency_claim(request) is not None:
+    options = declared.resolve()
+    if not options.covers(request.method) or idempotency_claim(request) is not None:
         return call_view()
     try:
         read_chunked_body(request)  # before anything reads the body, keyed or not
@@ -112,7 +236,7 @@ def handle(
             max_length=idempotency_settings.KEY_MAX_LENGTH,
         )
         if key is None:
-            if options.get("required"):
+            if options.required:
                 raise IdempotencyKeyMissing()
             return call_view()
         scope = _scope_function(view, options)(request)
@@ -148,15 +272,15 @@ def _fit(value: str, max_length: int) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _scope_function(view: APIView, options: IdempotencyOptions) -> ScopeFunction:
-    if options.scope is not UNSET:
+def _scope_function(view: APIView, options: ResolvedOptions) -> ScopeFunction:
+    if options.scope is not None:
         return options.scope
     hook: ScopeFunction | None = getattr(view, "get_idempotency_scope", None)
     return hook or idempotency_settings.SCOPE_FUNCTION
 
 
-def _fingerprint_function(view: APIView, options: IdempotencyOptions) -> FingerprintFunction:
-    if options.fingerprint is not UNSET:
+def _fingerprint_function(view: APIView, options: ResolvedOptions) -> FingerprintFunction:
+    if options.fingerprint is not None:
         return options.fingerprint
     hook: FingerprintFunction | None = getattr(view, "get_idempotency_fingerprint", None)
     return hook or idempotency_settings.FINGERPRINT_FUNCTION
@@ -166,7 +290,7 @@ class IdempotentRequest:
     """One keyed request: claim, run the view in a transaction, store or release."""
 
     def __init__(
-        self, view: APIView, request: Request, options: IdempotencyOptions, store: Store
+        self, view: APIView, request: Request, options: ResolvedOptions, store: Store
     ) -> None:
         self.view = view
         self.request = request
@@ -195,7 +319,7 @@ class IdempotentRequest:
 
     def claim(self, scope: str, key: str, fingerprint: str) -> Claim | HttpResponseBase:
         """Claim the key, or answer with the replay; waits for an in-flight twin if configured."""
-        ttl, lease = self.options.get("ttl"), idempotency_settings.LEASE
+        ttl, lease = self.options.ttl, idempotency_settings.LEASE
         wait = idempotency_settings.IN_FLIGHT == "wait"
         deadline = time.monotonic() + idempotency_settings.WAIT_TIMEOUT.total_seconds()
         pause = 0.02
@@ -229,7 +353,7 @@ class IdempotentRequest:
                         "again."
                     ),
                 )
-            replay = found.response.to_response(status=self.options.get("replay_status"))
+            replay = found.response.to_response(status=self.options.replay_status)
             self.report("replayed", replay.status_code, response=replay)
             return replay
         if last_try:
@@ -336,9 +460,7 @@ class IdempotentRequest:
         if 200 <= status < 300:
             return True
         return (
-            400 <= status < 500
-            and status not in NEVER_STORED_STATUSES
-            and bool(self.options.get("store_4xx"))
+            400 <= status < 500 and status not in NEVER_STORED_STATUSES and self.options.store_4xx
         )
 
     def capture(self, response: HttpResponseBase) -> StoredResponse:
@@ -346,13 +468,4 @@ class IdempotentRequest:
             response,
             max_body=idempotency_settings.MAX_STORED_BODY,
             extra_headers=idempotency_settings.REPLAY_HEADERS,
-        )
-
-
-def check_options(options: IdempotencyOptions) -> None:
-    """Reject options that can only be mistakes, at import time rather than per request."""
-    replay_status = options.replay_status
-    if replay_status not in (UNSET, None) and not 200 <= int(replay_status) < 600:
-        raise IdempotencyConfigurationError(
-            f"replay_status={replay_status!r} is not an HTTP status."
         )

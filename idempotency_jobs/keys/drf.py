@@ -18,7 +18,6 @@ from idempotency_jobs.keys.core import (
     FingerprintFunction,
     IdempotencyOptions,
     ScopeFunction,
-    check_options,
     handle,
     idempotency_claim,
 )
@@ -29,8 +28,11 @@ __all__ = ["IdempotencyMixin", "idempotency_claim", "idempotent"]
 class IdempotencyMixin:
     """Makes a DRF view's POST handlers idempotent (``IDEMPOTENCY_JOBS["METHODS"]``).
 
-    Authentication, permissions and throttling run first (DRF's ``initial``), so a caller who
-    may not call the view never reaches a stored response.
+    Options are class attributes named ``idempotency_<option>`` (every name of
+    :class:`~idempotency_jobs.keys.core.IdempotencyOptions`: ``idempotency_required``,
+    ``idempotency_ttl``, ``idempotency_methods``, ``idempotency_scope``, ...), checked when the
+    class is defined. Authentication, permissions and throttling run first (DRF's ``initial``),
+    so a caller who may not call the view never reaches a stored response.
     """
 
     idempotency_required: bool = UNSET
@@ -38,6 +40,13 @@ class IdempotencyMixin:
     idempotency_ttl: timedelta = UNSET
     idempotency_methods: Collection[str] = UNSET
     idempotency_store_4xx: bool = UNSET
+    idempotency_scope: ScopeFunction = UNSET
+    idempotency_fingerprint: FingerprintFunction = UNSET
+    _idempotency_options: IdempotencyOptions = IdempotencyOptions()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._idempotency_options = IdempotencyOptions.declared_by(cls)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
@@ -46,8 +55,6 @@ class IdempotencyMixin:
         if handler is None or getattr(handler, "idempotency_options", None) is not None:
             return  # not handled here, or an @idempotent handler with its own options
         options = self.get_idempotency_options()
-        if request.method not in {method.upper() for method in options.get("methods")}:
-            return
 
         @functools.wraps(handler)
         def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -58,13 +65,8 @@ class IdempotencyMixin:
         setattr(self, name, idempotent_handler)
 
     def get_idempotency_options(self) -> IdempotencyOptions:
-        return IdempotencyOptions(
-            required=self.idempotency_required,
-            replay_status=self.idempotency_replay_status,
-            ttl=self.idempotency_ttl,
-            methods=self.idempotency_methods,
-            store_4xx=self.idempotency_store_4xx,
-        )
+        """The class's ``idempotency_<option>`` attributes; override to choose per request."""
+        return self._idempotency_options
 
     def get_idempotency_scope(self, request: Request) -> str | None:
         """Whose key this is; override to scope keys to e.g. a workspace."""
@@ -78,31 +80,15 @@ class IdempotencyMixin:
 
 
 def idempotent[Handler: Callable[..., HttpResponseBase]](
-    func: Handler | None = None,
-    *,
-    required: bool = UNSET,
-    replay_status: int | None = UNSET,
-    ttl: timedelta = UNSET,
-    methods: Collection[str] = UNSET,
-    store_4xx: bool = UNSET,
-    scope: ScopeFunction = UNSET,
-    fingerprint: FingerprintFunction = UNSET,
+    func: Handler | None = None, **options: Any
 ) -> Any:
     """Make an ``@api_view`` function, an ``APIView`` method or a viewset ``@action`` idempotent.
 
-    Use bare (``@idempotent``) or with options (``@idempotent(required=True)``). Place it below
+    Use bare (``@idempotent``) or with options (``@idempotent(required=True)``): the names of
+    :class:`~idempotency_jobs.keys.core.IdempotencyOptions`, checked here. Place it below
     ``@api_view`` (above it is an error at import time), on either side of ``@action``.
     """
-    options = IdempotencyOptions(
-        required=required,
-        replay_status=replay_status,
-        ttl=ttl,
-        methods=methods,
-        store_4xx=store_4xx,
-        scope=scope,
-        fingerprint=fingerprint,
-    )
-    check_options(options)
+    declared = IdempotencyOptions.from_keywords(**options)
 
     def decorator(handler: Handler) -> Handler:
         _check_placement(handler)
@@ -110,9 +96,9 @@ def idempotent[Handler: Callable[..., HttpResponseBase]](
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
             view, request = _view_and_request(args)
-            return handle(view, request, lambda: handler(*args, **kwargs), options)
+            return handle(view, request, lambda: handler(*args, **kwargs), declared)
 
-        wrapper.idempotency_options = options  # type: ignore[attr-defined]
+        wrapper.idempotency_options = declared  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator(func) if func is not None else decorator
