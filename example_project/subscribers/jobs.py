@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.jobs.kinds import JobFailed, JobKind, JobRun, register_job_kind
 
 from .exports import export_subscribers
 from .import_files import CsvFileMissing, open_csv
-from .imports import CsvProblem, check_csv, import_subscribers
+from .imports import CsvProblem, import_subscribers
 from .serializers import SubscriberExportSerializer, SubscriberImportSerializer
 
 __all__ = ["EXPORT", "IMPORT"]
@@ -21,25 +18,18 @@ __all__ = ["EXPORT", "IMPORT"]
 def run_import(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     workspace_id = Workspace.id_from_scope(run.job.owner)
     try:
-        with _csv(params) as (csv_file, rows):
+        with open_csv(params["csv_file"]) as csv_file:
             return import_subscribers(
-                workspace_id, csv_file, params["mappings"], run, rows_total=rows
+                workspace_id,
+                csv_file,
+                params["mappings"],
+                run,
+                rows_total=params["csv_file"]["rows"],
             )
     except CsvProblem as exc:
         raise JobFailed(str(exc), code="invalid_csv") from None
     except CsvFileMissing as exc:
         raise JobFailed(str(exc), code="csv_file_missing") from None
-
-
-@contextmanager
-def _csv(params: dict[str, Any]) -> Iterator[tuple[TextIO, int]]:
-    """The job's CSV and its row count."""
-    if "csv_text" in params:  # a job created before CSVs went to storage
-        text = params["csv_text"]
-        yield io.StringIO(text, newline=""), check_csv(text, params["mappings"])
-        return
-    with open_csv(params["csv_file"]) as csv_file:
-        yield csv_file, params["csv_file"]["rows"]
 
 
 def run_export(params: dict[str, Any], run: JobRun) -> dict[str, Any]:

@@ -701,19 +701,6 @@ def test_a_job_whose_csv_is_gone_fails_cleanly(
     assert not Subscriber.objects.exists()
 
 
-def test_a_job_queued_with_its_csv_in_params_still_runs(
-    workspace_client: Callable[..., APIClient], no_jobs_run: None
-) -> None:
-    """Jobs created before CSVs went to storage carry ``csv_text``."""
-    workspace_client("acme")
-    params = {"csv_text": "Email,Name\nada@example.com,Ada\n", "mappings": MAPPINGS}
-    owner = Workspace.objects.get(name="acme").scope
-    job = Job.objects.create(kind=IMPORT.name, owner=owner, params=params)
-    assert execute_job(str(job.pk)) == "succeeded"
-    job.refresh_from_db()
-    assert (job.result["created"], job.progress["rows_total"]) == (1, 1)
-
-
 # How the run reads and sorts the rows --------------------------------------------------------
 
 
