@@ -25,10 +25,11 @@ from django.db import connection, transaction
 
 from example_project.conf import setting
 
+from .import_plan import Chunk
 from .import_stage import ErrorRow, Stage, Tally
 
 if TYPE_CHECKING:
-    from .imports import Chunk, ImportPlan
+    from .import_plan import ImportPlan
 
 __all__ = ["Lanes"]
 
@@ -126,8 +127,6 @@ class Lanes:
 
 def _dealt(chunk: Chunk, count: int) -> list[Chunk]:
     """The chunk split into ``count``, each candidate by its email's hash."""
-    from .imports import Chunk
-
     lanes = [hash(email) % count for email in chunk.emails]
     parts = []
     for lane in range(count):

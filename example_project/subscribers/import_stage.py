@@ -30,7 +30,7 @@ from example_project.conf import setting
 from .models import Subscriber
 
 if TYPE_CHECKING:
-    from .imports import Chunk, ImportPlan
+    from .import_plan import Chunk, ImportPlan
 
 __all__ = ["BLANK", "Stage", "Tally"]
 
