@@ -8,7 +8,6 @@ and exposes it with a :class:`~idempotency_jobs.jobs.views.JobViewSet` subclass.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +36,6 @@ __all__ = [
     "register_job_kind",
     "to_json",
 ]
-
-logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], "JobRun"], dict[str, Any] | None]
 _NO_DEFAULT: Any = object()

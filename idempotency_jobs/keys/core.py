@@ -221,10 +221,9 @@ def handle(
     view: APIView,
     request: Request,
     call_view: Callable[[], HttpResponseBase],
-    declared: IdempotencyOptions,
+    options: ResolvedOptions,
 ) -> HttpResponseBase:
     """Run ``call_view`` at most once per caller and key, replaying its stored response."""
-    options = declared.resolve()
     if not options.covers(request.method) or idempotency_claim(request) is not None:
         return call_view()
     try:

@@ -54,7 +54,9 @@ class IdempotencyMixin:
         handler = getattr(self, name, None)
         if handler is None or getattr(handler, "idempotency_options", None) is not None:
             return  # not handled here, or an @idempotent handler with its own options
-        options = self.get_idempotency_options()
+        options = self.get_idempotency_options().resolve()
+        if not options.covers(request.method):
+            return  # e.g. a GET: nothing to wrap
 
         @functools.wraps(handler)
         def idempotent_handler(request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -96,7 +98,7 @@ def idempotent[Handler: Callable[..., HttpResponseBase]](
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
             view, request = _view_and_request(args)
-            return handle(view, request, lambda: handler(*args, **kwargs), declared)
+            return handle(view, request, lambda: handler(*args, **kwargs), declared.resolve())
 
         wrapper.idempotency_options = declared  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
