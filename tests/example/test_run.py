@@ -156,7 +156,9 @@ def launch(tmp_path: Path, port: int, config: dict[str, str]) -> Service | None:
     )
     try:
         banner, complete = read_banner(process)
-        if not complete and f"port {port} is in use" in banner:
+        # Taken before run.sh's own check, or between that check and gunicorn's bind.
+        taken = (f"port {port} is in use", f"Connection in use: ('127.0.0.1', {port})")
+        if not complete and any(message in banner for message in taken):
             kill_group(process)
             return None  # another process took the port first
         assert complete, "run.sh printed no banner:\n" + banner
