@@ -114,6 +114,10 @@ def execute(url: str, job_id: str, variant: str) -> None:
 
     # Loaded in both, so that neither pays for it while timed.
     rev = os.environ.get("AB_BEFORE", BEFORE)
+    # That exports.py lived beside imports.py, which moved into subscribers/bulk/ since.
+    from example_project.subscribers.bulk import imports
+
+    sys.modules.setdefault("example_project.subscribers.imports", imports)
     before = module_at(rev, "example_project/subscribers/exports.py")
     if variant == "before":
         jobs.export_subscribers = before.export_subscribers

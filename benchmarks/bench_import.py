@@ -84,8 +84,8 @@ def run(args: argparse.Namespace, report: Report) -> None:
 
 def prepare(url: str, rows: int) -> None:
     example_django(url, migrate=True)
-    from example_project.subscribers.import_files import store_csv
-    from example_project.subscribers.imports import check_csv
+    from example_project.subscribers.bulk.files import store_csv
+    from example_project.subscribers.bulk.imports import check_csv
     from example_project.workspaces.models import Workspace
     from idempotency_jobs.models import Job
 

@@ -11,7 +11,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from example_project.subscribers.imports import MAX_MAPPINGS
+from example_project.subscribers.bulk import MAX_MAPPINGS
 from idempotency_jobs.exceptions import PROBLEM_CONTENT_TYPE
 
 __all__ = [

@@ -136,13 +136,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # size, so this bounds a request's memory (docs/deployment.md); beyond it, 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 24 * 1024 * 1024
 
+# The API's authentication, permission, exception handler (problem details) and idempotency
+# scope (the workspace) are stated once, by the class every API view lists first:
+# example_project/workspaces/api.py (WorkspaceAPIMixin). A DRF view without it is closed.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "example_project.workspaces.auth.ApiKeyAuthentication",
-        "example_project.workspaces.auth.ApiKeyBasicAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["example_project.workspaces.auth.HasWorkspace"],
-    "EXCEPTION_HANDLER": "idempotency_jobs.exceptions.problem_exception_handler",
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_PARSER_CLASSES": [
         "example_project.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
@@ -163,7 +161,6 @@ if IDEMPOTENCY_STORE == "redis" and not REDIS_URL:
 IDEMPOTENCY_JOBS: dict[str, Any] = {
     "STORE": IDEMPOTENCY_STORE,
     "CACHE_ALIAS": "redis" if IDEMPOTENCY_STORE == "redis" else "default",
-    "SCOPE_FUNCTION": "example_project.workspaces.auth.workspace_scope",
     # Each problem's ``type`` is /problems/#<code>: docs/problems.md, served by urls.py.
     "PROBLEM_TYPE_BASE": "/problems/",
 }

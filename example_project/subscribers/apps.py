@@ -8,6 +8,6 @@ class SubscribersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .import_files import connect_signals
+        from .bulk.files import connect_signals
 
         connect_signals()

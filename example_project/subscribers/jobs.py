@@ -7,9 +7,7 @@ from typing import Any
 from example_project.workspaces.models import Workspace
 from idempotency_jobs.jobs.kinds import JobFailed, JobKind, JobRun, register_job_kind
 
-from .exports import export_subscribers
-from .import_files import CsvFileMissing, open_csv
-from .imports import CsvProblem, import_subscribers
+from .bulk import CsvFileMissing, CsvProblem, export_subscribers, import_subscribers, open_csv
 from .serializers import SubscriberExportSerializer, SubscriberImportSerializer
 
 __all__ = ["EXPORT", "IMPORT"]

@@ -5,8 +5,15 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .exports import CUSTOM_PREFIX, DEFAULT_FIELDS, STANDARD_FIELDS
-from .imports import FIELD_TYPES, MAX_MAPPINGS, CsvProblem, check_csv
+from .bulk import (
+    CUSTOM_PREFIX,
+    DEFAULT_FIELDS,
+    FIELD_TYPES,
+    MAX_MAPPINGS,
+    STANDARD_FIELDS,
+    CsvProblem,
+    check_csv,
+)
 from .models import Subscriber
 
 __all__ = [

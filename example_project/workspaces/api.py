@@ -1,4 +1,5 @@
-"""What every API view of the service shares: API-key auth, workspace scope, problem details."""
+"""What every API view of the service shares, stated here and nowhere else (not in settings):
+API-key auth, the workspace as permission and as idempotency scope, problem details."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ class WorkspaceAPIMixin:
     permission_classes: Sequence[_PermissionClass] = [HasWorkspace]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Any]:
-        """Problem details whatever the project's ``EXCEPTION_HANDLER``."""
+        """Problem details for every error of the API."""
         return problem_exception_handler
 
     def get_idempotency_scope(self, request: Request) -> str | None:
+        """The workspace's keys are its own: two workspaces may use the same key."""
         return workspace_scope(request)
 
     @property

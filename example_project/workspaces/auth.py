@@ -1,7 +1,8 @@
 """Authenticate as a workspace with an API key: ``Bearer <key>`` or Basic ``<key>:``.
 
-DRF imports this module while loading its own views (``DEFAULT_AUTHENTICATION_CLASSES``), so
-it must not import ``rest_framework.views``, directly or not: view helpers live in ``api.py``.
+A project may name these classes in ``DEFAULT_AUTHENTICATION_CLASSES``, which DRF imports while
+loading its own views, so this module must not import ``rest_framework.views``, directly or
+not: view helpers live in ``api.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import TestCase
 from rest_framework.test import APIClient
 
-from example_project.subscribers.exports import export_file_name
+from example_project.subscribers.bulk.exports import export_file_name
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 from tests.example.test_support import export_media, make_key, workspace_client

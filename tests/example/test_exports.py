@@ -17,7 +17,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import TestCase
 from rest_framework.test import APIClient
 
-from example_project.subscribers.exports import (
+from example_project.subscribers.bulk.exports import (
     _copy_out,
     export_file_name,
     export_storage,

@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from example_project.subscribers.exports import (
+from example_project.subscribers.bulk.exports import (
     export_file_name,
     export_storage,
     export_subscribers,
 )
-from example_project.subscribers.imports import (
+from example_project.subscribers.bulk.imports import (
     PLAIN_ADDRESS,
     PLAIN_EMAIL,
     CsvProblem,

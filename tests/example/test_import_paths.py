@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from example_project.subscribers import import_stage
-from example_project.subscribers.import_lanes import Lanes
-from example_project.subscribers.imports import import_subscribers
+from example_project.subscribers.bulk import stage as import_stage
+from example_project.subscribers.bulk.imports import import_subscribers
+from example_project.subscribers.bulk.lanes import Lanes
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace
 

@@ -19,8 +19,8 @@ from django.test import TestCase
 from rest_framework.test import APIClient
 
 from example_project import conf
-from example_project.subscribers import imports
-from example_project.subscribers.imports import import_subscribers
+from example_project.subscribers.bulk import imports
+from example_project.subscribers.bulk.imports import import_subscribers
 from example_project.subscribers.jobs import IMPORT
 from example_project.subscribers.models import Subscriber
 from example_project.workspaces.models import Workspace

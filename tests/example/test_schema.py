@@ -199,7 +199,7 @@ def test_page_size_is_documented_with_its_bounds(schema: dict[str, Any]) -> None
 
 
 def test_mappings_show_both_bounds(schema: dict[str, Any]) -> None:
-    from example_project.subscribers.imports import MAX_MAPPINGS
+    from example_project.subscribers.bulk.imports import MAX_MAPPINGS
 
     mappings = schema["components"]["schemas"]["SubscriberImport"]["properties"]["mappings"]
     assert (mappings["minItems"], mappings["maxItems"]) == (1, MAX_MAPPINGS)

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from ...import_files import import_storage, orphaned_csvs
+from example_project.subscribers.bulk.files import import_storage, orphaned_csvs
 
 DURATION = re.compile(r"(?P<amount>\d+)(?P<unit>[smhd])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

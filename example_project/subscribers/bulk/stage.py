@@ -2,10 +2,11 @@
 
 The table lives in the connection's own temporary schema (no other connection sees it; it goes
 with the connection), across the import's transactions, and is dropped at the end. Columns:
-``number`` (the CSV row number), ``email``, ``problem`` (NULL: a candidate for the upsert;
-``BLANK``: a blank line, skipped; otherwise a row error), ``found`` (fields in a ragged row),
-``duplicate_of`` (set by :meth:`Stage.mark_duplicates`) and ``v0``, ``v1``... (the mapped cells,
-stripped; '' when empty, and an empty cell never erases a stored value).
+``number`` (the CSV row number), ``email``, ``problem`` (a ``Problem``: ``BLANK``, a blank
+line, is skipped, the others are row errors; NULL: a candidate for the upsert), ``detail`` (what
+the ``Problem`` says it holds), ``duplicate_of`` (set by :meth:`Stage.mark_duplicates`) and
+``v0``, ``v1``... (the mapped cells, stripped; '' when empty, and an empty cell never erases a
+stored value).
 
 PostgreSQL loads the table with ``COPY`` (``executemany`` when ``SUBSCRIBER_IMPORT_USE_COPY``
 is off), inserts new emails with a plain ``INSERT`` and upserts the others, telling created
@@ -26,21 +27,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 
 from example_project.conf import setting
+from example_project.subscribers.models import Subscriber
 
-from .models import Subscriber
+from .shared import Problem, RowError
 
 if TYPE_CHECKING:
-    from .import_plan import Chunk, ImportPlan
+    from .shared import Chunk, ImportPlan
 
-__all__ = ["BLANK", "Stage", "Tally"]
+__all__ = ["Stage", "Tally"]
 
 logger = logging.getLogger(__name__)
 
-# A row's ``problem``; NULL: none. The row errors are the positive ones.
-BLANK = 0
-RAGGED, EMAIL_EMPTY, EMAIL_TOO_LONG, EMAIL_INVALID = 1, 2, 3, 4
+BLANK = Problem.BLANK.value  # in SQL: ``problem > BLANK`` is a row error
 PAIRS_PER_OBJECT = 50  # custom fields per call building their JSON (see Stage.insert)
-TOO_LONG = 10  # + the position in ``ImportPlan.values`` of the (last) cell that is too long
 
 NAME = "subscriber_import_stage"
 STANDARD = ("name", "first_name", "last_name")
@@ -49,7 +48,6 @@ INSERTED = ("workspace", "email", *STANDARD, "custom_fields", "status", "created
 # INSERT met a stored email (unique violation), or the split statement, whose two parts lock
 # rows in two email orders, met a concurrent import of the same emails (deadlock).
 RETRY_NEXT_WAY = {"23505", "40P01"}
-ErrorRow = tuple[int, int | None, int | None, int | None]  # row, problem, found, duplicate_of
 
 
 class Tally(NamedTuple):
@@ -69,7 +67,7 @@ class Stage:
     def __init__(self, plan: ImportPlan) -> None:
         self.plan = plan
         self.values = [f"v{position}" for position in range(len(plan.values))]
-        self.columns = ["number", "email", "problem", "found", *self.values]
+        self.columns = ["number", "email", "problem", "detail", *self.values]
 
     @staticmethod
     def new(plan: ImportPlan) -> Stage:
@@ -89,7 +87,7 @@ class Stage:
             cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {NAME} (number integer PRIMARY KEY, email text, "
-                f"problem smallint, found integer, duplicate_of integer{values})"
+                f"problem smallint, detail integer, duplicate_of integer{values})"
             )
 
     def drop(self) -> None:
@@ -167,16 +165,20 @@ class Stage:
         updated."""
         raise NotImplementedError
 
-    def errors(self, start: int, stop: int, limit: int) -> list[ErrorRow]:
-        """The first ``limit`` row errors among rows ``start`` to ``stop`` (excluded)."""
+    def errors(self, start: int, stop: int, limit: int) -> list[RowError]:
+        """The first ``limit`` row errors among rows ``start`` to ``stop`` (excluded), in row
+        order."""
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT number, problem, found, duplicate_of "  # noqa: S608
+                "SELECT number, problem, detail, duplicate_of "  # noqa: S608
                 f"FROM {self.table} WHERE number >= %s AND number < %s "
                 f"AND (problem > {BLANK} OR duplicate_of IS NOT NULL) ORDER BY number LIMIT %s",
                 [start, stop, limit],
             )
-            return list(cursor.fetchall())
+            return [
+                RowError(number, None if problem is None else Problem(problem), detail, first)
+                for number, problem, detail, first in cursor.fetchall()
+            ]
 
     def insert(
         self,
@@ -440,27 +442,32 @@ def _rows(
         yield from zip(
             chunk.numbers,
             chunk.emails,
-            chunk.too_long or itertools.repeat(None),
-            itertools.repeat(None),
+            *_too_long(chunk, null=None),
             *chunk.values,
             strict=False,
         )
-    for number, problem, found in chunk.rejected:
-        yield (number, null, problem, null if found is None else found, *[null] * values)
+    for number, problem, detail in chunk.rejected:
+        yield (number, null, problem.value, null if detail is None else detail, *[null] * values)
+
+
+def _too_long(chunk: Chunk, *, null: Any) -> tuple[Iterable[Any], Iterable[Any]]:
+    """The candidates' ``problem`` and ``detail`` columns: ``VALUE_TOO_LONG`` and the position
+    of the cell for a row with a cell too long, NULLs for the others."""
+    if not chunk.too_long:
+        return itertools.repeat(null), itertools.repeat(null)
+    problem = Problem.VALUE_TOO_LONG.value
+    return (
+        [null if p is None else problem for p in chunk.too_long],
+        [null if p is None else p for p in chunk.too_long],
+    )
 
 
 def _copy_columns(chunk: Chunk) -> list[Iterable[Any]]:
     """The candidates' columns as ``COPY`` text: cells escaped, NULL as ``\\N``."""
-    problems: Iterable[Any] = (
-        [r"\N" if p is None else p for p in chunk.too_long]
-        if chunk.too_long
-        else itertools.repeat(r"\N")
-    )
     return [
         chunk.numbers,
         _copy_escaped(chunk.emails),
-        problems,
-        itertools.repeat(r"\N"),
+        *_too_long(chunk, null=r"\N"),
         *map(_copy_escaped, chunk.values),
     ]
 

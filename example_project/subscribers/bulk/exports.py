@@ -31,9 +31,9 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 
 from example_project.conf import setting
+from example_project.subscribers.models import Subscriber
 
-from .imports import FORMULA_STARTS
-from .models import Subscriber
+from .shared import FORMULA_STARTS
 
 __all__ = [
     "DEFAULT_FIELDS",

@@ -1,8 +1,9 @@
-"""The import's shared types: which column feeds which field (``ImportPlan``), a slice of the
-CSV as it is staged (``Chunk``), and the one error that stops an import (``CsvProblem``).
+"""The engines' shared types: which column feeds which field (``ImportPlan``), a slice of the
+CSV as it is staged (``Chunk``), why a row is not imported (``Problem``, ``Rejected``,
+``RowError``), the one error that stops an import (``CsvProblem``), and the cells a spreadsheet
+would read as a formula (``FORMULA_STARTS``, which the export neutralises).
 
-A leaf module: ``imports``, ``import_stage`` and ``import_lanes`` all import it, and it imports
-none of them.
+A leaf module: the package's other modules import it, and it imports none of them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,59 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_LENGTHS", "Chunk", "CsvProblem", "ImportPlan", "MappedValue"]
+__all__ = [
+    "FORMULA_STARTS",
+    "MAX_LENGTHS",
+    "Chunk",
+    "CsvProblem",
+    "ImportPlan",
+    "MappedValue",
+    "Problem",
+    "Rejected",
+    "RowError",
+]
 
 # Longest value per stored field: longer cells are row errors, not truncated data.
 MAX_LENGTHS = {"email": 254, "name": 255, "first_name": 150, "last_name": 150, "custom": 1000}
+
+# A cell that starts with one of these would start a formula in a spreadsheet (OWASP): the
+# export neutralises it with a leading ' (exports.FormulaSafe), which the import reads back as
+# a quote prefix, as a spreadsheet does.
+FORMULA_STARTS = "=+-@\t\r"
+
+
+class Problem(IntEnum):
+    """Why a CSV row is not upserted: the stage's ``problem`` column (NULL: a candidate).
+
+    A blank line is skipped; every other problem is a row error the client is told about.
+    """
+
+    BLANK = 0
+    RAGGED = 1  # ``detail``: how many fields the row has
+    EMAIL_EMPTY = 2
+    EMAIL_TOO_LONG = 3
+    EMAIL_INVALID = 4
+    VALUE_TOO_LONG = 5  # ``detail``: the position in ``ImportPlan.values`` of the cell
+
+
+class Rejected(NamedTuple):
+    """A row that is not a candidate, as it is staged."""
+
+    number: int
+    problem: Problem
+    detail: int | None = None  # see ``Problem``
+
+
+class RowError(NamedTuple):
+    """A row error as the stage holds it."""
+
+    number: int
+    problem: Problem | None  # None: the row is a duplicate
+    detail: int | None  # see ``Problem``
+    duplicate_of: int | None
 
 
 class CsvProblem(ValueError):
@@ -28,9 +76,9 @@ class CsvProblem(ValueError):
 
 
 class MappedValue(NamedTuple):
-    """A CSV column that feeds a subscriber field other than the email."""
+    """A CSV column and the subscriber field it feeds."""
 
-    field: str  # name, first_name, last_name or custom
+    field: str  # email, name, first_name, last_name or custom
     key: str  # the custom field's key; "" for the others
     column_index: int
     column: str
@@ -45,8 +93,8 @@ class ImportPlan:
     """Which CSV column feeds which subscriber field."""
 
     width: int
-    email: tuple[int, str]  # (column index, column name)
-    values: tuple[MappedValue, ...]  # standard fields first, then custom ones
+    email: MappedValue
+    values: tuple[MappedValue, ...]  # the other fields: standard ones first, then custom ones
 
     @classmethod
     def build(cls, header: Sequence[str], mappings: Sequence[dict[str, Any]]) -> ImportPlan:
@@ -60,7 +108,7 @@ class ImportPlan:
         if duplicates:
             raise CsvProblem(f"Duplicate column names in the header: {', '.join(duplicates)}.")
         index = {name: i for i, name in enumerate(columns) if name}
-        email: list[tuple[int, str]] = []
+        email: list[MappedValue] = []
         fields: list[MappedValue] = []
         custom: list[MappedValue] = []
         targets: set[str] = set()
@@ -77,7 +125,7 @@ class ImportPlan:
                 raise CsvProblem(f"Two mappings write the same field ({target}).", field="mappings")
             targets.add(target)
             if kind == "email":
-                email.append((index[column], column))
+                email.append(MappedValue(kind, "", index[column], column))
             elif kind == "custom":
                 custom.append(MappedValue(kind, mapping["field"]["key"], index[column], column))
             else:
@@ -99,13 +147,14 @@ class Chunk:
     """A slice of the CSV, column by column, as it is staged.
 
     ``numbers``, ``emails``, ``values`` (one list per ``plan.values``, cells stripped) and
-    ``too_long`` describe the candidates; ``rejected`` the other rows as
-    (row number, problem, fields found).
+    ``too_long`` describe the candidates; ``rejected`` the other rows.
     """
 
     end: int  # the row number after the slice's last
     numbers: Sequence[int]
     emails: list[str]
     values: list[list[str]]
-    too_long: list[int | None] | None  # None: no cell is too long
-    rejected: list[tuple[int, int, int | None]]
+    # Per candidate, the position in ``plan.values`` of its (last) cell that is too long, if
+    # any: such a row is a ``VALUE_TOO_LONG`` error. None: no cell of the slice is too long.
+    too_long: list[int | None] | None
+    rejected: list[Rejected]

@@ -1,17 +1,17 @@
 """Subscriber import: check a CSV when the job is created, upsert its rows when the job runs.
 
-The run streams the CSV (from storage: ``import_files``) in three steps, so that its memory
+The run streams the CSV (from storage: ``files``) in three steps, so that its memory
 does not grow with the row count:
 
 1. *Stage*: rows are read a slice at a time and sorted column by column (``Chunk``): the
    candidates (a valid email; a cell too long is noted) and the rest (blank lines, ragged rows,
-   bad emails, each with its problem). All of them go to a temporary table (``import_stage``),
+   bad emails, each with its ``Problem``). All of them go to a temporary table (``stage``),
    so errors and counts are kept by the database, not in Python.
 2. *Duplicates*: one statement marks each row whose email a valid earlier row already had.
 3. *Apply*: the rows are upserted by ranges of row numbers, each range in its own transaction
    (progress moves, a worker that dies loses at most one range), by (workspace, email): running
    the same job twice creates no duplicates, and an empty cell never erases a stored value.
-   On PostgreSQL, outside a transaction, over several connections at once (``import_lanes``).
+   On PostgreSQL, outside a transaction, over several connections at once (``lanes``).
 """
 
 from __future__ import annotations
@@ -33,19 +33,19 @@ from django.db import connection
 from django.utils import timezone
 
 from example_project.conf import setting
+from example_project.subscribers.models import Subscriber
 
-from .import_lanes import Lanes
-from .import_plan import MAX_LENGTHS, Chunk, CsvProblem, ImportPlan
-from .import_stage import (
-    BLANK,
-    EMAIL_EMPTY,
-    EMAIL_INVALID,
-    EMAIL_TOO_LONG,
-    RAGGED,
-    TOO_LONG,
-    ErrorRow,
+from .lanes import Lanes
+from .shared import (
+    FORMULA_STARTS,
+    MAX_LENGTHS,
+    Chunk,
+    CsvProblem,
+    ImportPlan,
+    Problem,
+    Rejected,
+    RowError,
 )
-from .models import Subscriber
 
 __all__ = ["CsvProblem", "ImportPlan", "check_csv", "import_subscribers"]
 
@@ -55,9 +55,9 @@ MAX_REPORTED_RAGGED_ROWS = 5
 ANALYZE_AFTER = 50_000  # rows created by one import
 CHUNK_ROWS = 20_000  # rows read, sorted and staged at a time
 MESSAGES = {
-    EMAIL_EMPTY: "Email is empty.",
-    EMAIL_TOO_LONG: f"Longer than {MAX_LENGTHS['email']} characters.",
-    EMAIL_INVALID: "Not a valid email address.",
+    Problem.EMAIL_EMPTY: "Email is empty.",
+    Problem.EMAIL_TOO_LONG: f"Longer than {MAX_LENGTHS['email']} characters.",
+    Problem.EMAIL_INVALID: "Not a valid email address.",
 }
 
 
@@ -184,20 +184,19 @@ def import_subscribers(
     return counts.as_dict()
 
 
-def _error(plan: ImportPlan, found: ErrorRow) -> dict[str, Any]:
+def _error(plan: ImportPlan, found: RowError) -> dict[str, Any]:
     """The row error a client sees, from what the stage holds about the row."""
-    row, problem, fields, duplicate_of = found
-    column: str | None = plan.email[1]
-    if duplicate_of is not None:
-        message = f"Duplicate of row {duplicate_of}; this row was not imported."
-    elif problem == RAGGED:
-        column, message = None, f"Expected {plan.width} fields, found {fields}."
-    elif problem is not None and problem >= TOO_LONG:
-        value = plan.values[problem - TOO_LONG]
+    column: str | None = plan.email.column
+    if found.duplicate_of is not None:
+        message = f"Duplicate of row {found.duplicate_of}; this row was not imported."
+    elif found.problem == Problem.RAGGED:
+        column, message = None, f"Expected {plan.width} fields, found {found.detail}."
+    elif found.problem == Problem.VALUE_TOO_LONG and found.detail is not None:
+        value = plan.values[found.detail]
         column, message = value.column, f"Longer than {value.limit} characters."
     else:
-        message = MESSAGES[problem or EMAIL_INVALID]
-    return {"row": row, "column": column, "message": message}
+        message = MESSAGES[Problem(found.problem or Problem.EMAIL_INVALID)]
+    return {"row": found.number, "column": column, "message": message}
 
 
 def _reader(csv_file: Iterable[str]) -> _csv.Reader:
@@ -224,22 +223,24 @@ def _chunks(rows: Iterator[list[str]], plan: ImportPlan) -> Iterator[Chunk]:
 def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
     end = start + len(rows)
     numbers: Sequence[int] = range(start, end)
-    rejected: list[tuple[int, int, int | None]] = []
+    rejected: list[Rejected] = []
     if set(map(len, rows)) != {plan.width}:
         kept = []
         for number, row in zip(numbers, rows, strict=True):
             if len(row) == plan.width:
                 kept.append((number, row))
+            elif _blank(row):
+                rejected.append(Rejected(number, Problem.BLANK))
             else:
-                rejected.append((number, BLANK if _blank(row) else RAGGED, len(row)))
+                rejected.append(Rejected(number, Problem.RAGGED, len(row)))
         numbers, rows = [n for n, _ in kept], [row for _, row in kept]
-    emails = list(map(str.lower, _cells(rows, plan.email[0], emails=True)))
+    emails = list(map(str.lower, _cells(rows, plan.email.column_index, emails=True)))
     dropped = set()
     for i in _not_plain(emails):
         problem = _email_problem(emails[i])
         if problem is not None:
             dropped.add(i)
-            rejected.append((numbers[i], BLANK if _blank(rows[i]) else problem, None))
+            rejected.append(Rejected(numbers[i], Problem.BLANK if _blank(rows[i]) else problem))
     if dropped:
         keep = [i for i in range(len(rows)) if i not in dropped]
         numbers = [numbers[i] for i in keep]
@@ -252,14 +253,10 @@ def _sort(rows: list[list[str]], start: int, plan: ImportPlan) -> Chunk:
             too_long = too_long or [None] * len(cells)
             for i, cell in enumerate(cells):
                 if len(cell) > value.limit:
-                    too_long[i] = TOO_LONG + position  # the last column wins, as it always did
+                    too_long[i] = position  # the last column wins, as it always did
     return Chunk(end, numbers, emails, values, too_long, rejected)
 
 
-# A cell that starts with one of these would start a formula in a spreadsheet (OWASP): the
-# export neutralises it with a leading ' (exports.FormulaSafe), which the import reads back as
-# a quote prefix, as a spreadsheet does.
-FORMULA_STARTS = "=+-@\t\r"
 _TRIMMED_FORMULA_OR_QUOTE = re.compile(r"\x00['=+\-@]")
 _QUOTE_PREFIXED = re.compile(rf"'+[{re.escape(FORMULA_STARTS)}]")
 
@@ -295,8 +292,8 @@ def _blank(row: list[str]) -> bool:
 
 # Addresses Django's EmailValidator accepts, in the plain form almost all have: lower-case
 # ASCII dot-atom, host names and a letters-only top-level domain, at most 254 characters. It is
-# a subset of Django's rules (tests/test_example_imports.py checks it), so an address that does
-# not match is only a *suspect*: Django's validator decides.
+# a subset of Django's rules (tests/example/test_hostile_properties.py checks it), so an
+# address that does not match is only a *suspect*: Django's validator decides.
 _USER = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _DOMAIN = (
     r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*"
@@ -336,13 +333,13 @@ def _email_validator() -> EmailValidator:
     return validator
 
 
-def _email_problem(email: str) -> int | None:
+def _email_problem(email: str) -> Problem | None:
     if not email:
-        return EMAIL_EMPTY
+        return Problem.EMAIL_EMPTY
     if len(email) > MAX_LENGTHS["email"]:
-        return EMAIL_TOO_LONG
+        return Problem.EMAIL_TOO_LONG
     try:
         _email_validator()(email)
     except ValidationError:
-        return EMAIL_INVALID
+        return Problem.EMAIL_INVALID
     return None

@@ -25,11 +25,11 @@ from django.db import connection, transaction
 
 from example_project.conf import setting
 
-from .import_plan import Chunk
-from .import_stage import ErrorRow, Stage, Tally
+from .shared import Chunk, RowError
+from .stage import Stage, Tally
 
 if TYPE_CHECKING:
-    from .import_plan import ImportPlan
+    from .shared import ImportPlan
 
 __all__ = ["Lanes"]
 
@@ -98,7 +98,7 @@ class Lanes:
         tallies = self._each(apply, self._stages())
         return Tally(*map(sum, zip(*tallies, strict=True)))
 
-    def errors(self, start: int, stop: int, limit: int) -> list[ErrorRow]:
+    def errors(self, start: int, stop: int, limit: int) -> list[RowError]:
         found = self._each(lambda stage: stage.errors(start, stop, limit), self._stages())
         return list(itertools.islice(heapq.merge(*found), limit))
 
