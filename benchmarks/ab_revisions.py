@@ -1,13 +1,14 @@
 """Benchmarks of ``run.py`` at an earlier commit and at this working tree, side by side.
 
-    .venv/bin/python -m benchmarks.ab_revisions --before <rev> [--only 1,2,4,5] [--rounds 3]
+    .venv/bin/python -m benchmarks.ab_revisions --before <rev> [--only 1,2,3,4,5] [--rounds 3]
 
 For a refactor that must not change speed: each round runs every chosen benchmark module once at
 ``--before`` (a detached git worktree under benchmarks/var/) and once here, in an order that
 alternates from round to round, so that a machine that slows down during the run slows both
 sides alike. Prints one Markdown table: per row of the results table, the median over the rounds
 of the row's first number at each side and their ratio (after / before), with every round's
-value beside it. Both sides run with this virtualenv's packages.
+value beside it. Both sides run with this virtualenv's packages (benchmark 3: with the peers'
+virtualenv, benchmarks/peers.py, each side's code first on its path).
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def worktree_at(rev: str) -> Path:
     return path
 
 
-def run_module(tree: Path, module: str, smoke: bool) -> list[dict[str, str]]:
+def run_module(tree: Path, module: str, smoke: bool, python: str) -> list[dict[str, str]]:
     """One benchmark module's results, run from ``tree`` (its code first on sys.path)."""
     out = VAR / f"ab-{os.getpid()}-{time.monotonic_ns()}.json"
-    command = [sys.executable, "-m", f"benchmarks.{module}", *(["--smoke"] * smoke)]
+    command = [python, "-m", f"benchmarks.{module}", *(["--smoke"] * smoke)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([*command, "--json", str(out)], cwd=tree, env=env, check=False)
     try:
@@ -64,22 +65,27 @@ def first_number(value: str) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git revision to compare against")
-    parser.add_argument("--only", default="1,2,4,5", help="benchmark numbers (3 needs its venv)")
+    parser.add_argument("--only", default="1,2,3,4,5", help="benchmark numbers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--output", type=Path, default=VAR / "ab_revisions.md")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    modules = [m for numbers, m, peers in BENCHMARKS if only & set(numbers.split()) and not peers]
+    modules = [(m, peers) for numbers, m, peers in BENCHMARKS if only & set(numbers.split())]
+    pythons = {False: sys.executable}
+    if any(peers for _, peers in modules):
+        from benchmarks.peers import peers_python
+
+        pythons[True] = str(peers_python())
     sides = {"before": worktree_at(args.before), "after": ROOT}
     values: dict[tuple[str, str], dict[str, list[str]]] = {}
     speed_before = speed()
     for round_ in range(args.rounds):
         order = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
-        for module in modules:
+        for module, peers in modules:
             for side in order:
                 print(f"== round {round_ + 1}: {module} at {side}", flush=True)
-                for result in run_module(sides[side], module, args.smoke):
+                for result in run_module(sides[side], module, args.smoke, pythons[peers]):
                     row = values.setdefault((result["bench"], result["measure"]), {})
                     row.setdefault(side, []).append(result["value"])
     lines = [
