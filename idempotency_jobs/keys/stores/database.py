@@ -36,6 +36,15 @@ UNREACHABLE = (OperationalError, InterfaceError)
 
 
 FIELDS = {field.name: field for field in IdempotencyKey._meta.concrete_fields}
+# The columns a claim reads back when the key exists, in the model's order (``from_db``): what
+# deciding the answer needs (not the scope and key it was looked up by, nor its creation time).
+ROW_FIELDS = tuple(
+    field
+    for field in IdempotencyKey._meta.concrete_fields
+    if field.name not in ("scope", "key", "created_at")
+)
+ROW_NAMES = [field.attname for field in ROW_FIELDS]
+TOKEN_INDEX = ROW_NAMES.index("owner_token")
 # What a claim binds; every other column starts from a constant written into the SQL.
 CLAIM_PARAMS = (
     "scope",
@@ -59,7 +68,8 @@ def _json_literal(alias: str, text: str) -> str:
 
 @cache
 def _insert_sql(alias: str, async_commit: bool) -> str:
-    """The claim's INSERT, built once per database."""
+    """The claim's INSERT, built once per database: the new row's id, no row if the key
+    exists."""
     table, column = _quoted(alias)
     constants = {
         "state": f"'{State.IN_PROGRESS}'",
@@ -78,6 +88,60 @@ def _insert_sql(alias: str, async_commit: bool) -> str:
         f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
         f"RETURNING {column('id')}"
     )
+
+
+@cache
+def _claim_sql(alias: str, async_commit: bool) -> str:
+    """The claim in one statement, built once per database: claim the key, or read the row
+    that holds it. A row ``(True, id, NULL...)`` is a claim; ``(False, <the row>)`` the key as
+    found; no row, a key this statement's snapshot cannot see yet (claimed by a transaction
+    that committed after it began) or a SQLite that writes its own way: read it again.
+
+    PostgreSQL: the INSERT in a CTE and a SELECT of the stored row if it inserted none. SQLite,
+    which has no INSERT in a CTE: an upsert that rewrites the row with itself, so that
+    ``RETURNING`` gives the stored row; whose it is tells a claim (our new token) from a key
+    found. Both then need a single round trip for a replay.
+    """
+    table, column = _quoted(alias)
+    columns = ", ".join(column(field.name) for field in ROW_FIELDS)
+    insert = _insert_sql(alias, async_commit)
+    if connections[alias].vendor == "sqlite":
+        keep = f"{column('scope')} = excluded.{column('scope')}"
+        return insert.replace(" DO NOTHING ", f" DO UPDATE SET {keep} ").replace(
+            f"RETURNING {column('id')}", f"RETURNING NULL, {columns}"
+        )
+    nulls = ", ".join(["NULL"] * (len(ROW_FIELDS) - 1))
+    return (
+        f"WITH claimed AS ({insert}) "  # noqa: S608
+        f"SELECT TRUE, {column('id')}, {nulls} FROM claimed UNION ALL "
+        f"SELECT FALSE, {columns} FROM {table} "
+        f"WHERE {column('scope')} = %s AND {column('key')} = %s "
+        "AND NOT EXISTS (SELECT FROM claimed)"
+    )
+
+
+@cache
+def _row_converters(alias: str) -> tuple[tuple[Any, list[Any]], ...]:
+    """Per column of a row the claim read back, the expression and the converters the ORM
+    would apply to it (datetimes from SQLite's text, JSON...)."""
+    connection = connections[alias]
+    found = []
+    for field in ROW_FIELDS:
+        expression = field.get_col(IdempotencyKey._meta.db_table)
+        converters = connection.ops.get_db_converters(expression)
+        found.append((expression, [*converters, *field.get_db_converters(connection)]))
+    return tuple(found)
+
+
+def _row(alias: str, values: Any) -> IdempotencyKey:
+    """The model instance of a row read back by the claim, as the ORM would build it."""
+    connection = connections[alias]
+    converted = []
+    for value, (expression, converters) in zip(values, _row_converters(alias), strict=True):
+        for converter in converters:
+            value = converter(value, expression, connection)
+        converted.append(value)
+    return IdempotencyKey.from_db(alias, ROW_NAMES, converted)
 
 
 @cache
@@ -132,9 +196,14 @@ def _can_commit_along(connection: Any) -> bool:
 def _binds_client_side(raw: Any) -> bool:
     if type(raw).__module__.startswith("psycopg2"):
         return True  # psycopg2 always does
+    return _is_client_cursor(raw.cursor_factory)
+
+
+@cache
+def _is_client_cursor(cursor_factory: type) -> bool:
     from psycopg import ClientCursor
 
-    return issubclass(raw.cursor_factory, ClientCursor)
+    return issubclass(cursor_factory, ClientCursor)
 
 
 class DatabaseStore(Store):
@@ -174,13 +243,14 @@ class DatabaseStore(Store):
                 now = timezone.now()
                 token = new_token()
                 claim = Claim(scope, key, fingerprint, token)
-                record_id = self._insert(claim, now=now, ttl=ttl, lease=lease)
+                record_id, row = self._claim_or_read(claim, now=now, ttl=ttl, lease=lease)
                 if record_id is not None:
                     return Claim(scope, key, fingerprint, token, record_id)
-                try:
-                    row = self.keys.get(scope=scope, key=key)
-                except IdempotencyKey.DoesNotExist:
-                    continue  # released or purged since the insert: try again
+                if row is None:
+                    try:
+                        row = self.keys.get(scope=scope, key=key)
+                    except IdempotencyKey.DoesNotExist:
+                        continue  # released or purged since the insert: try again
                 if row.is_expired(now):
                     taken = self._take_over(row, claim, now=now, lease=lease, ttl=ttl)
                 elif row.state == State.IN_PROGRESS and row.lease_expired(now):
@@ -250,20 +320,21 @@ class DatabaseStore(Store):
             deleted += count
             yield deleted
 
-    def _insert(
+    def _claim_or_read(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
-    ) -> int | None:
-        """INSERT the claim unless the key exists; the new row's id, or ``None``."""
+    ) -> tuple[int | None, IdempotencyKey | None]:
+        """INSERT the claim unless the key exists, in one statement (``_claim_sql``): the new
+        row's id, or the row found (``None`` if it could not be read along)."""
         connection = connections[self.database_alias]
         if connection.vendor not in ("postgresql", "sqlite"):
-            return self._insert_portably(claim, now=now, ttl=ttl, lease=lease)
+            return self._insert_portably(claim, now=now, ttl=ttl, lease=lease), None
         # The claim's own commit need not wait for its flush to disk: the view's commit flushes
         # the log up to and past it, and a claim lost in a crash loses nothing but the claim, as
         # its view had not committed. Never inside a transaction (ATOMIC_REQUESTS), whose commit
         # must stay synchronous.
         async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
         stamp = connection.ops.adapt_datetimefield_value
-        params = (
+        params: tuple[Any, ...] = (
             claim.scope,
             claim.key,
             claim.fingerprint,
@@ -272,10 +343,18 @@ class DatabaseStore(Store):
             stamp(now),
             stamp(now + ttl),
         )
+        alias = self.database_alias
+        if connection.vendor == "postgresql":  # the SELECT of the row that holds the key
+            params = (*params, claim.scope, claim.key)
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(self.database_alias, async_commit), params)
+            cursor.execute(_claim_sql(alias, async_commit), params)
             row = cursor.fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None, None
+        claimed, *values = row
+        if claimed or (claimed is None and values[TOKEN_INDEX] == claim.token):
+            return values[0], None
+        return None, _row(alias, values)
 
     def _insert_portably(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
