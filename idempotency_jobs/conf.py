@@ -102,11 +102,16 @@ def to_duration(name: str, value: Any) -> timedelta:
 
 
 class IdempotencySettings:
-    """Lazy view of the project's ``IDEMPOTENCY_JOBS`` over :data:`DEFAULTS`."""
+    """Lazy view of the project's ``IDEMPOTENCY_JOBS`` over :data:`DEFAULTS`.
+
+    A setting is read and checked on first use, then kept as an attribute of its own (as DRF's
+    ``api_settings`` does): a request reads several, and each is then a plain attribute
+    lookup. :meth:`reload` (on ``setting_changed``) forgets them.
+    """
 
     def __init__(self, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
-        self._cache: dict[str, Any] = {}
+        self._cached: set[str] = set()
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -115,11 +120,10 @@ class IdempotencySettings:
     def __getattr__(self, name: str) -> Any:
         if name not in self.defaults:
             raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
-        if name not in self._cache:
-            self._cache[name] = self._coerce(
-                name, self.user_settings.get(name, self.defaults[name])
-            )
-        return self._cache[name]
+        value = self._coerce(name, self.user_settings.get(name, self.defaults[name]))
+        setattr(self, name, value)
+        self._cached.add(name)
+        return value
 
     def _coerce(self, name: str, value: Any) -> Any:
         if name in IMPORT_STRINGS and isinstance(value, str):
@@ -132,7 +136,9 @@ class IdempotencySettings:
         return value
 
     def reload(self) -> None:
-        self._cache.clear()
+        for name in list(self._cached):
+            self.__dict__.pop(name, None)
+        self._cached.clear()
 
 
 idempotency_settings = IdempotencySettings(DEFAULTS)

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from tests.helpers import (
     in_flight,
     is_replay,
     post,
+    widgets,
 )
 from tests.testapp import views
 from tests.testapp.views import Failures, Gate
@@ -326,3 +328,14 @@ def test_completed_is_logged_once_with_atomic_requests(api, atomic_requests, sto
     assert_executed(post(api, path))
     assert is_replay(post(api, path))
     assert names(outcomes()) == ["completed", "replayed"]
+
+
+@TWO_FACES
+def test_an_outcome_rolled_back_after_its_view_is_never_logged(api, store, path, outcomes):
+    """The log line waits for the commit of the outermost transaction: here the caller's own
+    block, which rolls back after the view answered."""
+    with transaction.atomic():
+        assert_executed(post(api, path))
+        transaction.set_rollback(True)
+    assert "completed" not in names(outcomes())
+    assert widgets() == 0
