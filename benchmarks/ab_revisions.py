@@ -2,6 +2,9 @@
 
     .venv/bin/python -m benchmarks.ab_revisions --before <rev> [--only 1,2,3,4,5] [--rounds 3]
 
+``--same-benchmarks`` runs this tree's benchmarks/ at both sides (copied into the worktree),
+so that only the code under test differs, and a benchmark added since ``--before`` runs too.
+
 For a refactor that must not change speed: each round runs every chosen benchmark module once at
 ``--before`` (a detached git worktree under benchmarks/var/) and once here, in an order that
 alternates from round to round, so that a machine that slows down during the run slows both
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,14 +35,20 @@ from benchmarks.run import BENCHMARKS
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def worktree_at(rev: str) -> Path:
-    """A detached worktree of ``rev`` (made once, reused by later runs)."""
+def worktree_at(rev: str, *, same_benchmarks: bool = False) -> Path:
+    """A detached worktree of ``rev`` (made once, reused by later runs); with
+    ``same_benchmarks``, its benchmarks/ replaced by this tree's."""
     commit = subprocess.check_output(["git", "rev-parse", rev], cwd=ROOT, text=True).strip()
     path = VAR / f"ab-{commit[:12]}"
     if not (path / "benchmarks").is_dir():
         VAR.mkdir(exist_ok=True)
         add = ["git", "worktree", "add", "--detach", str(path), commit]
         subprocess.run(add, cwd=ROOT, check=True)
+    if same_benchmarks:
+        for source in (ROOT / "benchmarks").glob("*.py"):
+            shutil.copy2(source, path / "benchmarks" / source.name)
+    else:
+        subprocess.run(["git", "checkout", "--", "benchmarks"], cwd=path, check=True)
     return path
 
 
@@ -68,6 +78,9 @@ def main() -> int:
     parser.add_argument("--only", default="1,2,3,4,5", help="benchmark numbers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--same-benchmarks", action="store_true", help="this tree's benchmarks/ at both sides"
+    )
     parser.add_argument("--output", type=Path, default=VAR / "ab_revisions.md")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -77,7 +90,8 @@ def main() -> int:
         from benchmarks.peers import peers_python
 
         pythons[True] = str(peers_python())
-    sides = {"before": worktree_at(args.before), "after": ROOT}
+    before = worktree_at(args.before, same_benchmarks=args.same_benchmarks)
+    sides = {"before": before, "after": ROOT}
     values: dict[tuple[str, str], dict[str, list[str]]] = {}
     speed_before = speed()
     for round_ in range(args.rounds):
@@ -89,8 +103,9 @@ def main() -> int:
                     row = values.setdefault((result["bench"], result["measure"]), {})
                     row.setdefault(side, []).append(result["value"])
     lines = [
-        f"Before: {args.before}; after: the working tree; {args.rounds} rounds, alternating. "
-        f"Machine speed (`harness.speed`): {speed_before} at the start, {speed()} at the end.",
+        f"Before: {args.before}; after: the working tree; {args.rounds} rounds, alternating"
+        + ("; both sides run this tree's benchmarks/. " if args.same_benchmarks else ". ")
+        + f"Machine speed (`harness.speed`): {speed_before} at the start, {speed()} at the end.",
         "",
         "| # | measure | before (median) | after (median) | after / before "
         "| rounds: before; after |",

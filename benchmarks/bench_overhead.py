@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.harness import (
     Client,
     Report,
+    ensure_tool,
     flush_redis,
     gunicorn,
     interleave,
@@ -397,11 +398,10 @@ def under_load(report: Report, *, seconds: int, rounds: int) -> None:
     """wrk, a load generator in C, keeps 4 connections busy against gunicorn (2 workers x 2
     threads) for ``seconds``, unkeyed and keyed runs alternating ``rounds`` times: requests per
     second and median latency, with every keyed request on a new key."""
-    import shutil
     import subprocess
     import tempfile
 
-    if shutil.which("wrk") is None:
+    if not ensure_tool("wrk"):
         report.notes.append("under load: skipped, wrk is not installed (apt install wrk)")
         return
     from tests.testapp.models import Widget

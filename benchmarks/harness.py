@@ -163,6 +163,18 @@ def flush_redis() -> None:
 # --- servers and clients --------------------------------------------------------------------
 
 
+def ensure_tool(name: str) -> bool:
+    """Whether the command ``name`` is installed: installed with apt (Debian's package of the
+    same name) first if it is missing and this runs as root, as a benchmark's own set-up."""
+    import shutil
+
+    if shutil.which(name) is None and shutil.which("apt-get") and os.geteuid() == 0:
+        print(f"Installing {name} with apt-get...", flush=True)
+        install = ["apt-get", "install", "-y", "-qq", name]
+        subprocess.run(install, check=False, stdout=subprocess.DEVNULL)
+    return shutil.which(name) is not None
+
+
 def free_port() -> int:
     for port in random.sample(PORTS, len(PORTS)):
         with socket.socket() as sock:

@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("4", "bench_import", False),
     ("5", "bench_export", False),
     ("6", "bench_purge", False),
+    ("8", "bench_lean", False),
 ]
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from rest_framework import serializers, status, viewsets
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -46,9 +48,28 @@ class OurWidgetViewSet(IdempotencyMixin, PlainWidgetViewSet):
     pass
 
 
-VIEWSETS: dict[str, type[PlainWidgetViewSet]] = {
+class LeanViewSet(viewsets.ViewSet):
+    """The cheapest create DRF serves: one INSERT, JSON in and out, no serializer. What a key
+    adds to it is the key's own cost, not hidden by a heavier view (benchmark 8)."""
+
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+
+    def create(self, request: Request) -> Response:
+        name = request.data.get("name", "") if isinstance(request.data, dict) else ""
+        widget = Widget.objects.create(owner=request.user.username, name=str(name)[:100])
+        return Response({"id": widget.pk, "name": widget.name}, status=status.HTTP_201_CREATED)
+
+
+class LeanKeyedViewSet(IdempotencyMixin, LeanViewSet):
+    pass
+
+
+VIEWSETS: dict[str, type[viewsets.ViewSetMixin]] = {
     "plain": PlainWidgetViewSet,
     "ours": OurWidgetViewSet,
+    "lean": LeanViewSet,
+    "lean-keyed": LeanKeyedViewSet,
 }
 
 if settings.PEERS:
