@@ -92,32 +92,40 @@ def _insert_sql(alias: str, async_commit: bool) -> str:
 
 @cache
 def _claim_sql(alias: str, async_commit: bool) -> str:
-    """The claim in one statement, built once per database: claim the key, or read the row
-    that holds it. A row ``(True, id, NULL...)`` is a claim; ``(False, <the row>)`` the key as
-    found; no row, a key this statement's snapshot cannot see yet (claimed by a transaction
-    that committed after it began) or a SQLite that writes its own way: read it again.
+    """The claim and, when the key exists, the row that holds it, in one round trip; built
+    once per database. Where it cannot be one round trip, the INSERT alone (the row is then
+    read by a second query).
 
-    PostgreSQL: the INSERT in a CTE and a SELECT of the stored row if it inserted none. SQLite,
-    which has no INSERT in a CTE: an upsert that rewrites the row with itself, so that
-    ``RETURNING`` gives the stored row; whose it is tells a claim (our new token) from a key
-    found. Both then need a single round trip for a replay.
+    PostgreSQL: the INSERT, then in the same query string a SELECT of the row unless it is the
+    one just inserted (another owner token), which runs with a snapshot of its own, so it also
+    sees a row committed while the INSERT waited on it. Two statements in one query string need
+    psycopg 3 binding client-side (Django's default), which returns each statement's rows
+    (:func:`_reads_every_result`). A CTE around the INSERT would be one statement, but planning
+    it cost a new key more than the SELECT does (benchmarks/RESULTS.md, issue 14).
+
+    SQLite: an upsert that rewrites the row with itself, so that ``RETURNING`` gives the row
+    either way; whose it is (our new owner token or not) tells a claim from a key found.
     """
     table, column = _quoted(alias)
     columns = ", ".join(column(field.name) for field in ROW_FIELDS)
     insert = _insert_sql(alias, async_commit)
-    if connections[alias].vendor == "sqlite":
+    vendor = connections[alias].vendor
+    if vendor == "sqlite":
         keep = f"{column('scope')} = excluded.{column('scope')}"
         return insert.replace(" DO NOTHING ", f" DO UPDATE SET {keep} ").replace(
-            f"RETURNING {column('id')}", f"RETURNING NULL, {columns}"
+            f"RETURNING {column('id')}", f"RETURNING {columns}"
         )
-    nulls = ", ".join(["NULL"] * (len(ROW_FIELDS) - 1))
     return (
-        f"WITH claimed AS ({insert}) "  # noqa: S608
-        f"SELECT TRUE, {column('id')}, {nulls} FROM claimed UNION ALL "
-        f"SELECT FALSE, {columns} FROM {table} "
+        f"{insert}; SELECT {columns} FROM {table} "  # noqa: S608
         f"WHERE {column('scope')} = %s AND {column('key')} = %s "
-        "AND NOT EXISTS (SELECT FROM claimed)"
+        f"AND {column('owner_token')} <> %s"
     )
+
+
+def _reads_every_result(raw: Any) -> bool:
+    """Whether a query string of several statements gives back each one's rows: psycopg 3
+    binding client-side (psycopg 2 returns only the last statement's)."""
+    return not type(raw).__module__.startswith("psycopg2") and _binds_client_side(raw)
 
 
 @cache
@@ -323,8 +331,9 @@ class DatabaseStore(Store):
     def _claim_or_read(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
     ) -> tuple[int | None, IdempotencyKey | None]:
-        """INSERT the claim unless the key exists, in one statement (``_claim_sql``): the new
-        row's id, or the row found (``None`` if it could not be read along)."""
+        """INSERT the claim unless the key exists, and read the row that holds it in the same
+        round trip (``_claim_sql``): the new row's id, or the row found (``None`` if it could
+        not be read along)."""
         connection = connections[self.database_alias]
         if connection.vendor not in ("postgresql", "sqlite"):
             return self._insert_portably(claim, now=now, ttl=ttl, lease=lease), None
@@ -344,17 +353,26 @@ class DatabaseStore(Store):
             stamp(now + ttl),
         )
         alias = self.database_alias
-        if connection.vendor == "postgresql":  # the SELECT of the row that holds the key
-            params = (*params, claim.scope, claim.key)
         with connection.cursor() as cursor:
-            cursor.execute(_claim_sql(alias, async_commit), params)
-            row = cursor.fetchone()
-        if row is None:
-            return None, None
-        claimed, *values = row
-        if claimed or (claimed is None and values[TOKEN_INDEX] == claim.token):
-            return values[0], None
-        return None, _row(alias, values)
+            if connection.vendor == "sqlite":
+                cursor.execute(_claim_sql(alias, async_commit), params)
+                row = cursor.fetchone()
+                if row[TOKEN_INDEX] == claim.token:
+                    return row[0], None
+                return None, _row(alias, row)
+            if not _reads_every_result(connection.connection):
+                cursor.execute(_insert_sql(alias, async_commit), params)
+                inserted = cursor.fetchone()
+                return (inserted[0] if inserted else None), None
+            cursor.execute(
+                _claim_sql(alias, async_commit), (*params, claim.scope, claim.key, claim.token)
+            )
+            inserted = cursor.fetchone()
+            if inserted:
+                return inserted[0], None
+            cursor.nextset()
+            found = cursor.fetchone()
+        return None, (_row(alias, found) if found else None)
 
     def _insert_portably(
         self, claim: Claim, *, now: datetime, ttl: timedelta, lease: timedelta
