@@ -87,7 +87,7 @@ def main() -> None:
             (drf.IdempotencyMixin, "get_idempotency_scope", "scope"),
             (drf.IdempotencyMixin, "get_idempotency_fingerprint", "fingerprint"),
             (core.IdempotentRequest, "claim", "claim"),
-            (database.DatabaseStore, "_insert", "  of which the claim's statement"),
+            (database.DatabaseStore, "_claim_or_read", "  of which the claim's statement"),
             (core.IdempotentRequest, "execute", "view, in its transaction, and completion"),
             (views.PlainWidgetViewSet, "create", "  the view"),
             (core.IdempotentRequest, "render", "  render the response"),
