@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 
 from benchmarks.harness import (
-    ROOT,
     Client,
     Report,
     ensure_tool,
     gunicorn,
+    instructions_of,
     interleave,
     main,
     median,
@@ -184,23 +182,7 @@ def instructions(report: Report, *cases: str, few: int = FEW, many: int = MANY) 
 def count_instructions(case: str, requests: int) -> int:
     """Instructions a fresh process runs to serve ``requests`` requests of ``case`` (after as
     many warm-up requests), as callgrind counts them."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-m",
-        "benchmarks.bench_lean",
-        "--serve",
-        case,
-        str(requests),
-    ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    found = re.search(r"Collected : (\d+)", completed.stderr)
-    if completed.returncode or not found:
-        raise RuntimeError(f"callgrind of {case} failed:\n{completed.stderr[-3000:]}")
-    return int(found.group(1))
+    return instructions_of("bench_lean", "--serve", case, str(requests))
 
 
 def serve(case: str, requests: int) -> None:

@@ -12,8 +12,6 @@ Not part of ``run.py``.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 import uuid
 from datetime import timedelta
@@ -22,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import ROOT, pg_database, setup_django
+from benchmarks.harness import instructions_of, pg_database, setup_django
 from idempotency_jobs.keys.stores.base import Claim, Store
 
 PARTS = {
@@ -100,23 +98,7 @@ def serve(part: str, calls: int) -> None:
 
 
 def count(part: str, calls: int) -> int:
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-m",
-        "benchmarks.count_parts",
-        "--serve",
-        part,
-        str(calls),
-    ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    found = re.search(r"Collected : (\d+)", completed.stderr)
-    if completed.returncode or not found:
-        raise RuntimeError(f"callgrind of {part} failed:\n{completed.stderr[-3000:]}")
-    return int(found.group(1))
+    return instructions_of("count_parts", "--serve", part, str(calls))
 
 
 def main() -> None:

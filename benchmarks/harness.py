@@ -175,6 +175,27 @@ def ensure_tool(name: str) -> bool:
     return shutil.which(name) is not None
 
 
+def instructions_of(module: str, *args: str) -> int:
+    """Instructions a fresh ``python -m benchmarks.<module> args`` runs, as callgrind counts
+    them (``PYTHONHASHSEED=0``): the same count for the same code and input whatever else the
+    machine does. Measure by difference (N and M calls) so that start-up cancels."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        f"benchmarks.{module}",
+        *args,
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", completed.stderr)
+    if completed.returncode or not found:
+        raise RuntimeError(f"callgrind of {module} {args} failed:\n{completed.stderr[-3000:]}")
+    return int(found.group(1))
+
+
 def free_port() -> int:
     for port in random.sample(PORTS, len(PORTS)):
         with socket.socket() as sock:

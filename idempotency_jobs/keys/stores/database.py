@@ -125,7 +125,7 @@ def _claim_sql(alias: str, async_commit: bool) -> str:
 def _reads_every_result(raw: Any) -> bool:
     """Whether a query string of several statements gives back each one's rows: psycopg 3
     binding client-side (psycopg 2 returns only the last statement's)."""
-    return not type(raw).__module__.startswith("psycopg2") and _binds_client_side(raw)
+    return not type(raw).__module__.startswith("psycopg2") and _is_client_cursor(raw.cursor_factory)
 
 
 @cache
