@@ -212,3 +212,45 @@ def test_a_page_size_from_1_to_1000_sizes_the_page(
         Subscriber(workspace=workspace, email=f"p{i}@example.com") for i in range(7)
     )
     assert len(api.get(SUBSCRIBERS, {"page_size": value}).json()["results"]) == size
+
+
+def test_the_services_settings_close_a_view_that_does_not_list_the_api_mixin(
+    settings: Any, make_key: Callable[..., str]
+) -> None:
+    """The API's policy is stated once, by WorkspaceAPIMixin; a DRF view of the service without
+    it gets the settings' default permission, which no caller of the API has."""
+    import importlib
+
+    from rest_framework.response import Response
+    from rest_framework.settings import api_settings
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    from example_project.workspaces.api import WorkspaceAPIMixin
+
+    service = importlib.import_module("example_project.settings")
+    settings.REST_FRAMEWORK = service.REST_FRAMEWORK
+
+    class Forgotten(APIView):
+        # What APIView took from the settings when DRF was imported, had these been the
+        # settings then (APIView reads them once, at its own definition).
+        authentication_classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        permission_classes = api_settings.DEFAULT_PERMISSION_CLASSES
+
+        def get(self, request: Any) -> Response:
+            return Response({"ok": True})
+
+    class Listed(WorkspaceAPIMixin, APIView):
+        def get(self, request: Any) -> Response:
+            return Response({"workspace": self.workspace.pk})
+
+    key = make_key("acme")
+    workspace = Workspace.objects.get(name="acme")
+
+    def get(view: type[APIView]) -> Any:
+        request = APIRequestFactory().get("/x", HTTP_AUTHORIZATION=f"Bearer {key}")
+        return view.as_view()(request)
+
+    assert get(Forgotten).status_code in (401, 403)
+    answered = get(Listed)
+    assert answered.status_code == 200 and answered.data == {"workspace": workspace.pk}
