@@ -28,6 +28,13 @@ PARTS = {
     "atomic": "Django's transaction.atomic() around nothing",
     "atomic_select": "atomic() around SELECT 1 (adds the BEGIN psycopg sends)",
     "claim": "DatabaseStore.claim() of a new key",
+    "claim_params": "the claim's parameters alone (a token, a key, three timestamps)",
+    "claim_django": "the claim's statement through Django's cursor (what the store does)",
+    "claim_psycopg": "the claim's statement through psycopg's cursor, no Django wrapper",
+    "claim_libpq": "the claim's statement through libpq alone (psycopg.pq, libpq's quoting)",
+    "parse_key": "parsing and checking the Idempotency-Key header (SPEC 4: 400 if malformed)",
+    "fingerprint": "the default fingerprint of the lean view's request (SPEC 2: JSON as data)",
+    "capture": "capturing the lean view's rendered 201 for storing (SPEC 3: safe headers)",
     "store": "claim, atomic() with an on-commit hook and SELECT 1, complete_and_commit()",
 }
 
@@ -75,8 +82,15 @@ def serve(part: str, calls: int) -> None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
 
+    statement = claim_statement(connection)
+    flow = flow_parts()
+
     def run() -> None:
-        if part == "select1":
+        if part.startswith("claim_"):
+            statement(part.removeprefix("claim_"))
+        elif part in flow:
+            flow[part]()
+        elif part == "select1":
             select1()
         elif part == "atomic":
             with transaction.atomic():
@@ -95,6 +109,97 @@ def serve(part: str, calls: int) -> None:
 
     for _ in range(20 + calls):
         run()
+
+
+def flow_parts() -> dict[str, Any]:
+    """The request flow's parts that the SPEC asks for, on benchmark 8's lean request."""
+    from rest_framework.parsers import JSONParser
+    from rest_framework.renderers import JSONRenderer
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory
+
+    from benchmarks.bench_lean import BODY
+    from idempotency_jobs.conf import idempotency_settings
+    from idempotency_jobs.keys.fingerprint import default_fingerprint
+    from idempotency_jobs.keys.headers import parse_key
+    from idempotency_jobs.keys.responses import StoredResponse
+
+    key = uuid.uuid4().hex
+    made = APIRequestFactory().post(
+        "/lean-keyed", BODY, content_type="application/json", headers={"Idempotency-Key": key}
+    )
+    request = Request(made, parsers=[JSONParser()])
+    response = Response({"id": 1, "name": "widget"}, status=201)
+    response.accepted_renderer, response.accepted_media_type = JSONRenderer(), "application/json"
+    response.renderer_context = {}
+    response.render()
+
+    def parse() -> None:
+        assert parse_key(
+            request,
+            idempotency_settings.HEADERS,
+            min_length=idempotency_settings.KEY_MIN_LENGTH,
+            max_length=idempotency_settings.KEY_MAX_LENGTH,
+        )
+
+    def capture() -> None:
+        StoredResponse.capture(
+            response,
+            max_body=idempotency_settings.MAX_STORED_BODY,
+            extra_headers=idempotency_settings.REPLAY_HEADERS,
+        )
+
+    return {
+        "parse_key": parse,
+        "fingerprint": lambda: default_fingerprint(request),
+        "capture": capture,
+    }
+
+
+def claim_statement(connection: Any) -> Any:
+    """The claim's statement of a new key, run the way ``how`` says: what it would cost off
+    Django's cursor (not what the store does: it keeps Django's cursor, RESULTS.md says why)."""
+    from django.utils import timezone
+    from psycopg import pq
+
+    from idempotency_jobs.keys.stores.database import _claim_sql
+
+    connection.ensure_connection()
+    raw = connection.connection
+    sql = _claim_sql(connection.alias, True)
+    escaping = pq.Escaping(raw.pgconn)
+    parts = sql.encode().split(b"%s")
+
+    def params() -> tuple[Any, ...]:
+        now, stamp = timezone.now(), connection.ops.adapt_datetimefield_value
+        key, token = uuid.uuid4().hex, uuid.uuid4().hex
+        return ("user:1", key, "f" * 64, token, stamp(now), stamp(now), stamp(now), "user:1",
+                key, token)  # fmt: skip
+
+    def run(how: str) -> None:
+        values = params()
+        if how == "django":
+            with connection.cursor() as cursor:
+                cursor.execute(sql, values)
+                assert cursor.fetchone()
+        elif how == "psycopg":
+            with raw.cursor() as cursor:
+                cursor.execute(sql, values)
+                assert cursor.fetchone()
+        elif how == "libpq":
+            query = bytearray(parts[0])
+            for value, part in zip(values, parts[1:], strict=True):
+                text = value if isinstance(value, str) else value.isoformat()
+                query += escaping.escape_literal(text.encode()) + part
+            raw.pgconn.send_query(bytes(query))
+            results = []
+            while (result := raw.pgconn.get_result()) is not None:
+                results.append(result)
+            assert results[0].status == pq.ExecStatus.TUPLES_OK, results[0].error_message
+            assert int(results[0].get_value(0, 0) or 0)
+
+    return run
 
 
 def count(part: str, calls: int) -> int:
