@@ -103,6 +103,8 @@ def prepare(url: str, rows: int, created: str) -> None:
         created=CREATED[connection.vendor, created],
     )
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # the set-up, not the code measured: no 5 s cap
+            cursor.execute("SET statement_timeout = 0")
         cursor.execute(sql, [workspace.pk, rows])
         cursor.execute("ANALYZE")  # as autovacuum would have by the time anyone exports
     params = {"fields": ["email", "name", "first_name", "last_name", "status", "created_at"]}
