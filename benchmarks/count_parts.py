@@ -32,9 +32,9 @@ PARTS = {
     "claim_django": "the claim's statement through Django's cursor (what the store does)",
     "claim_psycopg": "the claim's statement through psycopg's cursor, no Django wrapper",
     "claim_libpq": "the claim's statement through libpq alone (psycopg.pq, libpq's quoting)",
-    "parse_key": "parsing and checking the Idempotency-Key header (SPEC 4: 400 if malformed)",
-    "fingerprint": "the default fingerprint of the lean view's request (SPEC 2: JSON as data)",
-    "capture": "capturing the lean view's rendered 201 for storing (SPEC 3: safe headers)",
+    "parse_key": "parsing and checking the Idempotency-Key header (a 400 if malformed)",
+    "fingerprint": "the default fingerprint of the lean view's request (JSON as data)",
+    "capture": "capturing the lean view's rendered 201 for storing (safe headers)",
     "store": "claim, atomic() with an on-commit hook and SELECT 1, complete_and_commit()",
 }
 
@@ -112,7 +112,7 @@ def serve(part: str, calls: int) -> None:
 
 
 def flow_parts() -> dict[str, Any]:
-    """The request flow's parts that the SPEC asks for, on benchmark 8's lean request."""
+    """The request flow's parts that docs/semantics.md asks for, on benchmark 8's lean request."""
     from rest_framework.parsers import JSONParser
     from rest_framework.renderers import JSONRenderer
     from rest_framework.request import Request
